@@ -1,0 +1,252 @@
+"""The emulator of Green et al. (2021): θ ↦ (B·M(θ), R(θ)) as Equinox modules.
+
+* :class:`ThetaNormalizer` maps θ = (Teff [K], log g, [Fe/H]) to θ_n = (θ - median) / std.
+* :class:`StellarMLP` maps θ_n to B·M = (M_ref, colours X - ref) (Eq. 5): hidden layers of
+  configurable width and activation (default 2×32 sigmoid, as released), linear output.
+* :class:`ExtinctionLayer` gives R(θ) = exp(W θ_n + b) > 0 (A_band = E · R_band).
+* :class:`Emulator` bundles them; ``emu(theta) -> (BM, R)`` is for ONE star. Batches go
+  through :func:`batched`, the one place where the emulator is vmapped.
+
+All functions take plain arrays in the units of :mod:`bayesdsm.conventions` and follow the
+dtype of their inputs and weights (float32 or float64).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesdsm.conventions import b_matrix_inverse, colour_names, validate_bands
+from bayesdsm.errors import ConfigError, ValidityWarning
+
+__all__ = [
+    "EmulatorConfig",
+    "ThetaNormalizer",
+    "Linear",
+    "StellarMLP",
+    "ExtinctionLayer",
+    "Emulator",
+    "init_emulator",
+    "batched",
+    "absolute_magnitudes",
+    "predict_magnitudes",
+    "predict_colours",
+    "check_theta_range",
+]
+
+_ACTIVATIONS = {
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "softplus": jax.nn.softplus,
+    "silu": jax.nn.silu,
+}
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Architecture of the emulator.
+
+    Attributes:
+        bands: band names; the first is the reference band (G in the paper).
+        hidden: widths of the stellar network's hidden layers (released: (32, 32)).
+        activation: hidden-layer activation, one of sigmoid, tanh, relu, gelu, softplus, silu.
+    """
+
+    bands: tuple[str, ...] = ("G", "BP", "RP", "g", "r", "i", "z", "y", "J", "H", "Ks", "W1", "W2")
+    hidden: tuple[int, ...] = (32, 32)
+    activation: str = "sigmoid"
+
+    def __post_init__(self):
+        object.__setattr__(self, "bands", validate_bands(self.bands))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.activation not in _ACTIVATIONS:
+            raise ConfigError(
+                f"unknown activation {self.activation!r}; choose one of {sorted(_ACTIVATIONS)}"
+            )
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden widths must be positive, got {self.hidden}")
+
+
+class ThetaNormalizer(eqx.Module):
+    """θ_n = (θ - median) / std, per component. ``median`` and ``std`` have shape (3,)."""
+
+    median: jax.Array
+    std: jax.Array
+
+    def __call__(self, theta):
+        return (theta - self.median) / self.std
+
+    def inverse(self, theta_n):
+        return theta_n * self.std + self.median
+
+
+class Linear(eqx.Module):
+    """y = W x + b with W of shape (out, in) and b of shape (out,)."""
+
+    weight: jax.Array
+    bias: jax.Array
+
+    def __call__(self, x):
+        return self.weight @ x + self.bias
+
+
+class StellarMLP(eqx.Module):
+    """θ_n (3,) ↦ B·M (n_bands,): hidden layers with ``activation``, then a linear layer."""
+
+    layers: tuple[Linear, ...]
+    activation: str = eqx.field(static=True)
+
+    def __call__(self, theta_n):
+        act = _ACTIVATIONS[self.activation]
+        x = theta_n
+        for layer in self.layers[:-1]:
+            x = act(layer(x))
+        return self.layers[-1](x)
+
+
+class ExtinctionLayer(eqx.Module):
+    """R(θ) = exp(W θ_n + b), shape (n_bands,); W is (n_bands, 3)."""
+
+    weight: jax.Array
+    bias: jax.Array
+
+    def __call__(self, theta_n):
+        return jnp.exp(self.weight @ theta_n + self.bias)
+
+
+class Emulator(eqx.Module):
+    """The full emulator. ``emu(theta)`` returns ``(BM, R)`` for one star.
+
+    Attributes:
+        normalizer: θ normaliser.
+        stellar: the stellar network, θ_n ↦ B·M.
+        extinction: the extinction layer, θ_n ↦ R.
+        bands: band names (static); the first is the reference band.
+        activation: hidden-layer activation (static; duplicated from ``stellar``).
+    """
+
+    normalizer: ThetaNormalizer
+    stellar: StellarMLP
+    extinction: ExtinctionLayer
+    bands: tuple[str, ...] = eqx.field(static=True)
+
+    def __call__(self, theta):
+        theta_n = self.normalizer(theta)
+        return self.stellar(theta_n), self.extinction(theta_n)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return tuple(int(layer.bias.shape[0]) for layer in self.stellar.layers[:-1])
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return EmulatorConfig(
+            bands=self.bands, hidden=self.hidden, activation=self.stellar.activation
+        )
+
+    @property
+    def component_names(self) -> list[str]:
+        """Names of the B·M components: ``M_G, BP_G, ...``."""
+        return colour_names(self.bands)
+
+    def absolute_magnitudes(self, theta):
+        """M(θ) (n_bands,) for one star: B⁻¹ (B·M)."""
+        return absolute_magnitudes(self, theta)
+
+    def astype(self, dtype) -> Emulator:
+        """A copy with every array leaf cast to ``dtype`` (e.g. jnp.float64)."""
+        return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), self)
+
+
+def init_emulator(
+    key,
+    config: EmulatorConfig = EmulatorConfig(),
+    *,
+    theta_median: Sequence[float] = (5372.0, 4.07, -0.246),
+    theta_std: Sequence[float] = (903.0, 0.889, 0.374),
+    dtype=jnp.float32,
+) -> Emulator:
+    """A freshly initialised emulator (Glorot-uniform kernels, zero biases, as Keras).
+
+    The extinction layer starts at W = 0 and b = log(R₀) with a smooth, positive R₀ that
+    falls with wavelength, so that training starts from a plausible reddening vector.
+    Defaults of the normaliser are the released model's (``green2020_theta_normalization``).
+    """
+    n_out = len(config.bands)
+    widths = (3, *config.hidden, n_out)
+    keys = jax.random.split(key, len(widths))
+    layers = []
+    for k, (n_in, n_o) in zip(keys[:-1], zip(widths[:-1], widths[1:])):
+        lim = np.sqrt(6.0 / (n_in + n_o))
+        w = jax.random.uniform(k, (n_o, n_in), dtype, -lim, lim)
+        layers.append(Linear(w, jnp.zeros(n_o, dtype)))
+    r0 = jnp.linspace(3.0, 0.2, n_out, dtype=dtype)
+    return Emulator(
+        normalizer=ThetaNormalizer(jnp.asarray(theta_median, dtype), jnp.asarray(theta_std, dtype)),
+        stellar=StellarMLP(tuple(layers), config.activation),
+        extinction=ExtinctionLayer(jnp.zeros((n_out, 3), dtype), jnp.log(r0)),
+        bands=config.bands,
+    )
+
+
+def absolute_magnitudes(emu: Emulator, theta):
+    """M(θ) for one star, shape (n_bands,): M_ref = (B·M)_0, M_i = (B·M)_i + (B·M)_0."""
+    bm, _ = emu(theta)
+    return jnp.asarray(b_matrix_inverse(emu.n_bands), bm.dtype) @ bm
+
+
+def predict_magnitudes(emu: Emulator, theta, ebv):
+    """M(θ) + E R(θ) (n_bands,) for one star: absolute magnitudes reddened by E."""
+    bm, r = emu(theta)
+    return jnp.asarray(b_matrix_inverse(emu.n_bands), bm.dtype) @ bm + ebv * r
+
+
+def predict_colours(emu: Emulator, theta, ebv):
+    """B(M + E R) (n_bands,) for one star: (M_ref + E R_ref, reddened colours)."""
+    bm, r = emu(theta)
+    return bm + ebv * (r - r[0] * (jnp.arange(r.shape[0]) > 0))
+
+
+def batched(fn):
+    """vmap a one-star function ``fn(emu, theta, *args)`` over stars; ``emu`` is shared.
+
+    This is the single place where the emulator is vectorised over stars.
+    """
+
+    def vectorised(emu, *args):
+        return jax.vmap(lambda *a: fn(emu, *a))(*args)
+
+    return vectorised
+
+
+def check_theta_range(emu: Emulator, theta, n_sigma: float = 4.0) -> np.ndarray:
+    """Warn (:class:`ValidityWarning`) when θ lies far outside the normaliser's range.
+
+    Returns the (N,) bool array of stars more than ``n_sigma`` standard deviations from
+    the training median in any component. They are still evaluated; the validity
+    density is the finer check.
+    """
+    theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+    z = np.abs((theta - np.asarray(emu.normalizer.median)) / np.asarray(emu.normalizer.std))
+    outside = np.any(z > n_sigma, axis=1)
+    if outside.any():
+        warnings.warn(
+            f"{int(outside.sum())} of {len(theta)} stars have θ more than {n_sigma} standard "
+            "deviations from the training median; they are evaluated anyway, but check "
+            "the validity density before trusting them",
+            ValidityWarning,
+            stacklevel=2,
+        )
+    return outside

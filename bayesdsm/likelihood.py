@@ -1,0 +1,224 @@
+"""The heteroscedastic likelihood of Green et al. (2021), Eq. 3-9 and 18, for one star.
+
+Conventions (stated once, used everywhere):
+
+* The residual is taken in magnitude space, r = m̂ - (M(θ̂) + μ̂ + Ê R(θ̂)), with the
+  low-rank covariance of :mod:`bayesdsm.covariance`. Because B is invertible and the
+  colours are exactly the directions orthogonal to 𝟙, this χ² equals the paper's
+  colour-space χ² = Δcᵀ C_c⁻¹ Δc (Eq. 6), with c₀ dropped where the parallax is unusable.
+* J = ∂(M + Ê R)/∂θ is taken at θ̂ (Eq. 4); the catalog's reddening prior (Ê, σ_E)
+  enters the covariance through σ_E² R Rᵀ.
+* μ̂ = 10 - 5 log10(ϖ̂ / mas) (naive conversion) and σ_μ = (5 / ln 10) σ_ϖ / ϖ̂.
+* Number of modelled components = (observed bands - 1 colours) + (1 if parallax used);
+  dof = components - 1 (see :func:`dof`).
+
+Per-star functions take a :class:`StarData` of one star; vmap them in the caller.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform
+from bayesdsm.emulator import Emulator
+
+__all__ = [
+    "StarData",
+    "stardata_from_catalog",
+    "model_magnitudes",
+    "residual",
+    "star_covariance",
+    "chi2",
+    "n_components",
+    "dof",
+    "reddening_posterior",
+    "colour_scores",
+]
+
+LN10_5 = 5.0 / np.log(10.0)
+
+
+class StarData(NamedTuple):
+    """Per-star inputs of the likelihood (one star, or stars on the leading axis).
+
+    Attributes:
+        mag: (n_bands,) apparent magnitudes; 0 where unobserved.
+        mask: (n_bands,) 1.0 where observed, else 0.0.
+        mag_err: (n_bands,) σ_m; 1 where unobserved.
+        theta: (3,) θ̂ = (Teff, log g, [Fe/H]).
+        theta_chol: (3, 3) lower Cholesky factor of C_θ.
+        mu: μ̂ from the parallax (0 where none).
+        sigma_mu: σ_μ (1 where none).
+        has_parallax: 1.0 where the parallax is used, else 0.0.
+        ebv: reddening estimate Ê (mag).
+        ebv_err: σ_E (mag).
+    """
+
+    mag: jnp.ndarray
+    mask: jnp.ndarray
+    mag_err: jnp.ndarray
+    theta: jnp.ndarray
+    theta_chol: jnp.ndarray
+    mu: jnp.ndarray
+    sigma_mu: jnp.ndarray
+    has_parallax: jnp.ndarray
+    ebv: jnp.ndarray
+    ebv_err: jnp.ndarray
+
+
+def stardata_from_catalog(cat, dtype=np.float32, *, ebv=None, ebv_err=None) -> StarData:
+    """Convert a :class:`~bayesdsm.catalog.Catalog` to NumPy :class:`StarData` arrays.
+
+    Only ``cat.observed`` bands and ``cat.parallax_ok`` parallaxes (with ϖ̂ > 0) are used.
+    ``ebv``/``ebv_err`` override the catalog's reddening prior (e.g. with updated
+    reddenings during training). Stars without θ̂ get θ̂ = 0 and L_θ = 0 here; callers
+    must not evaluate them.
+    """
+    mask = np.asarray(cat.observed, bool)
+    mag = np.where(mask, np.nan_to_num(cat.mag), 0.0)
+    err = np.where(mask, np.nan_to_num(cat.mag_err, nan=1.0), 1.0)
+    theta = np.nan_to_num(np.asarray(cat.theta, np.float64))
+    cov = np.asarray(cat.theta_cov, np.float64)
+    good = np.all(np.isfinite(cov), axis=(1, 2))
+    chol = np.zeros_like(cov)
+    if good.any():
+        chol[good] = np.linalg.cholesky(cov[good])
+    plx = np.asarray(cat.parallax, np.float64)
+    plx_err = np.asarray(cat.parallax_err, np.float64)
+    has = np.asarray(cat.parallax_ok, bool) & np.isfinite(plx) & (plx > 0) & (plx_err > 0)
+    safe_plx = np.where(has, plx, 1.0)
+    mu = np.where(has, 10.0 - 5.0 * np.log10(safe_plx), 0.0)
+    sigma_mu = np.where(has, LN10_5 * np.where(has, plx_err, 1.0) / safe_plx, 1.0)
+    e = np.asarray(cat.ebv if ebv is None else ebv, np.float64)
+    e_err = np.asarray(cat.ebv_err if ebv_err is None else ebv_err, np.float64)
+    return StarData(
+        mag=mag.astype(dtype),
+        mask=mask.astype(dtype),
+        mag_err=err.astype(dtype),
+        theta=theta.astype(dtype),
+        theta_chol=chol.astype(dtype),
+        mu=mu.astype(dtype),
+        sigma_mu=sigma_mu.astype(dtype),
+        has_parallax=has.astype(dtype),
+        ebv=np.nan_to_num(e).astype(dtype),
+        ebv_err=np.nan_to_num(e_err, nan=10.0).astype(dtype),
+    )
+
+
+def model_magnitudes(emu: Emulator, theta, ebv):
+    """M(θ) + E R(θ) and R(θ) for one star."""
+    bm, R = emu(theta)
+    return _bm_to_m(bm) + ebv * R, R
+
+
+def _bm_to_m(bm):
+    return bm + bm[0] * (jnp.arange(bm.shape[0]) > 0)
+
+
+def residual(model_mag, star: StarData):
+    """r = m̂ - (model + μ̂) on observed bands (0 elsewhere).
+
+    Without a parallax the 𝟙 direction has infinite variance, so any μ̂ gives the same
+    χ²; we subtract the precision-weighted mean residual instead, which keeps r small
+    and avoids cancellation in float32.
+    """
+    r0 = (star.mag - model_mag) * star.mask
+    w = star.mask / star.mag_err**2
+    offset_free = jnp.sum(w * r0) / jnp.maximum(jnp.sum(w), 1e-30)
+    offset = jnp.where(star.has_parallax > 0, star.mu, offset_free)
+    return (r0 - offset) * star.mask
+
+
+def star_covariance(
+    emu: Emulator, star: StarData, *, ebv=None, ebv_err=None, gradients=True, extinction=True
+) -> LowRankCov:
+    """C_m of Eq. 4 for one star, from the emulator at θ̂.
+
+    Args:
+        ebv, ebv_err: the Ê in J = ∂(M + Ê R)/∂θ and the σ_E of the σ_E² R Rᵀ term;
+            default ``star.ebv`` and ``star.ebv_err``.
+        gradients: if False, J = 0 (training iteration 0).
+        extinction: if False, R = 0 in the covariance (training iteration 0).
+    """
+    ebv = star.ebv if ebv is None else ebv
+    ebv_err = star.ebv_err if ebv_err is None else ebv_err
+
+    def f(theta):
+        m, R = model_magnitudes(emu, theta, ebv)
+        return m, R
+
+    if gradients:
+        jac, R = jax.jacfwd(f, has_aux=True)(star.theta)
+    else:
+        _, R = f(star.theta)
+        jac = jnp.zeros((R.shape[0], 3), R.dtype)
+    if not extinction:
+        R = jnp.zeros_like(R)
+    return lowrank_cov(
+        jac, star.theta_chol, R, ebv_err, star.sigma_mu, star.has_parallax, star.mag_err, star.mask
+    )
+
+
+def chi2(emu: Emulator, star: StarData):
+    """χ² of one star (Eq. 6) with the catalog's Ê and σ_E, J at θ̂."""
+    m, _ = model_magnitudes(emu, star.theta, star.ebv)
+    r = residual(m, star)
+    cov = star_covariance(emu, star)
+    return quadform(cov, r[:, None])[0, 0]
+
+
+def n_components(star: StarData):
+    """Number of modelled components: colours of observed bands, + c₀ with a parallax."""
+    n_obs = jnp.sum(star.mask)
+    return jnp.maximum(n_obs - 1.0, 0.0) + star.has_parallax * (n_obs > 0)
+
+
+def dof(star: StarData):
+    """Degrees of freedom of χ²: modelled components - 1 (for the fitted reddening)."""
+    return n_components(star) - 1.0
+
+
+def reddening_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):
+    """Closed-form Gaussian posterior of E (Eq. 8-9) for one star.
+
+    m_pred = M(θ̂) + μ̂ (E = 0), and C_pred is Eq. 4 with Ê = σ_E = 0 (J = ∂M/∂θ). The
+    prior N(prior_mean, prior_err²) is the catalog's initial estimate, held fixed.
+
+    Returns:
+        (mean, variance) of E, unclipped (the training loop clips and floors them).
+    """
+    M, R = model_magnitudes(emu, star.theta, 0.0)
+    r = residual(M, star)
+    cov = star_covariance(emu, star, ebv=0.0, ebv_err=jnp.ones_like(star.ebv_err))
+    # Ê = σ_E = 0: remove the R direction from the covariance.
+    cov = cov._replace(U=cov.U.at[:, 3].set(0.0))
+    Rm = R * star.mask
+    q = quadform(cov, jnp.stack([Rm, r], axis=1))
+    prec = q[0, 0] + 1.0 / prior_err**2
+    mean = (prior_mean / prior_err**2 + q[0, 1]) / prec
+    return mean, 1.0 / prec
+
+
+def colour_scores(emu: Emulator, star: StarData, ebv=None, ebv_err=None):
+    """Residual scores Δ(X - ref)/σ(X - ref) of Eq. 18, shape (n_bands - 1,).
+
+    σ² of a colour comes from C_m (Eq. 4): C_XX + C_rr - 2 C_Xr. Unobserved colours
+    (either band missing) give NaN.
+    """
+    ebv = star.ebv if ebv is None else ebv
+    ebv_err = star.ebv_err if ebv_err is None else ebv_err
+    m, _ = model_magnitudes(emu, star.theta, ebv)
+    cov = star_covariance(emu, star, ebv=ebv, ebv_err=ebv_err)
+    d = (star.mag - m) * star.mask
+    dc = d[1:] - d[0]
+    # colour variance from the finite part of C_m: diag + J C_θ Jᵀ + σ_E² R Rᵀ
+    var_m = jnp.where(star.mask > 0, star.mag_err**2, 0.0)
+    Uf = cov.U[:, :4] / jnp.sqrt(cov.sinv[:4])
+    Uc = Uf[1:] - Uf[0]
+    var_c = var_m[1:] + var_m[0] + jnp.sum(Uc**2, axis=1)
+    ok = (star.mask[1:] > 0) & (star.mask[0] > 0)
+    return jnp.where(ok, dc / jnp.sqrt(var_c), jnp.nan)
