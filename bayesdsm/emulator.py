@@ -38,6 +38,8 @@ __all__ = [
     "predict_magnitudes",
     "predict_colours",
     "check_theta_range",
+    "emulator_arrays",
+    "emulator_from_arrays",
 ]
 
 _ACTIVATIONS = {
@@ -250,3 +252,58 @@ def check_theta_range(emu: Emulator, theta, n_sigma: float = 4.0) -> np.ndarray:
             stacklevel=2,
         )
     return outside
+
+
+def emulator_arrays(emu: Emulator) -> dict[str, jax.Array]:
+    """The emulator's arrays by stable names (model files, NumPyro sample sites).
+
+    Names: ``theta_median``, ``theta_std``, ``hidden_<i>_kernel``/``_bias`` for the
+    hidden layers, ``output_kernel``/``_bias`` (the B·M layer), ``R_kernel``/``R_bias``.
+    Kernels are (out, in).
+    """
+    out = {"theta_median": emu.normalizer.median, "theta_std": emu.normalizer.std}
+    *hidden, last = emu.stellar.layers
+    for i, layer in enumerate(hidden):
+        out[f"hidden_{i}_kernel"] = layer.weight
+        out[f"hidden_{i}_bias"] = layer.bias
+    out["output_kernel"] = last.weight
+    out["output_bias"] = last.bias
+    out["R_kernel"] = emu.extinction.weight
+    out["R_bias"] = emu.extinction.bias
+    return out
+
+
+def emulator_from_arrays(config: EmulatorConfig, arrays, dtype=None) -> Emulator:
+    """Inverse of :func:`emulator_arrays`; checks every array's shape against ``config``."""
+    n_out = len(config.bands)
+    widths = (3, *config.hidden, n_out)
+    expected = {"theta_median": (3,), "theta_std": (3,)}
+    for i, (n_in, n_o) in enumerate(zip(widths[:-2], widths[1:-1])):
+        expected[f"hidden_{i}_kernel"] = (n_o, n_in)
+        expected[f"hidden_{i}_bias"] = (n_o,)
+    expected["output_kernel"] = (n_out, widths[-2])
+    expected["output_bias"] = (n_out,)
+    expected["R_kernel"] = (n_out, 3)
+    expected["R_bias"] = (n_out,)
+    for name, shape in expected.items():
+        if name not in arrays:
+            raise ConfigError(f"emulator array {name!r} is missing")
+        if tuple(np.shape(arrays[name])) != shape:
+            raise ConfigError(
+                f"emulator array {name!r} has shape {tuple(np.shape(arrays[name]))}, "
+                f"expected {shape} for bands={len(config.bands)} and hidden={config.hidden}"
+            )
+
+    def a(name):
+        return jnp.asarray(arrays[name], dtype)
+
+    layers = [
+        Linear(a(f"hidden_{i}_kernel"), a(f"hidden_{i}_bias")) for i in range(len(config.hidden))
+    ]
+    layers.append(Linear(a("output_kernel"), a("output_bias")))
+    return Emulator(
+        normalizer=ThetaNormalizer(a("theta_median"), a("theta_std")),
+        stellar=StellarMLP(tuple(layers), config.activation),
+        extinction=ExtinctionLayer(a("R_kernel"), a("R_bias")),
+        bands=config.bands,
+    )

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform
+from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform, whiten
 from bayesdsm.emulator import Emulator
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "dof",
     "reddening_posterior",
     "colour_scores",
+    "frozen_whitening",
+    "chi2_whitened",
 ]
 
 LN10_5 = 5.0 / np.log(10.0)
@@ -222,3 +224,25 @@ def colour_scores(emu: Emulator, star: StarData, ebv=None, ebv_err=None):
     var_c = var_m[1:] + var_m[0] + jnp.sum(Uc**2, axis=1)
     ok = (star.mask[1:] > 0) & (star.mask[0] > 0)
     return jnp.where(ok, dc / jnp.sqrt(var_c), jnp.nan)
+
+
+def frozen_whitening(emu: Emulator, star: StarData, *, gradients=True, extinction=True):
+    """W (n_bands, 5) of the covariance frozen for one training iteration (§4).
+
+    The paper holds {C_m} fixed while the network trains and rebuilds it between
+    iterations from the previous iteration's network ``emu``; iteration 0 uses
+    ``gradients=False, extinction=False`` (∇M = 0, R = 0). See :func:`chi2_whitened`.
+    """
+    return whiten(star_covariance(emu, star, gradients=gradients, extinction=extinction))
+
+
+def chi2_whitened(emu: Emulator, star: StarData, W):
+    """χ² of one star with a frozen covariance C⁻¹ = diag(mask/σ²) - W Wᵀ.
+
+    This is the training objective's per-star term: the network ``emu`` moves the
+    residual, the covariance stays as it was built at the start of the iteration.
+    """
+    m, _ = model_magnitudes(emu, star.theta, star.ebv)
+    r = residual(m, star)
+    dinv = star.mask / star.mag_err**2
+    return jnp.sum(dinv * r**2) - jnp.sum((W.T @ r) ** 2)
