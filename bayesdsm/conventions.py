@@ -3,9 +3,11 @@
 Conventions used throughout bayesdsm (Green et al. 2021, ApJ 907, 57, §2-3):
 
 * θ = (Teff [K], log g [dex, cgs], [Fe/H] [dex]).
-* Magnitudes are in each band's native system: Gaia G/BP/RP are Vega, PS1 grizy,
-  2MASS JHKs (as used by the paper) and unWISE W1/W2 are AB. unWISE reports Vega,
-  so readers add :data:`VEGA_TO_AB` (W1 +2.699, W2 +3.339 mag).
+* Magnitudes are in each band's native system, as the paper's training data were:
+  Gaia G/BP/RP and 2MASS JHKs are Vega (as the surveys report them), PS1 grizy AB, and
+  unWISE W1/W2 AB. unWISE reports Vega, so readers add :data:`VEGA_TO_AB` (W1 +2.699,
+  W2 +3.339 mag). The released model confirms this: for the Sun it predicts
+  G - Ks ≈ +1.36 (Vega; AB would be ≈ -0.45) and W1 - G ≈ +1.31 (AB).
 * Parallax ϖ in mas; distance modulus μ = 10 - 5 log10(ϖ / mas).
 * Reddening E on the SFD / Bayestar19 scale (≈ E(B-V)); A_band = E · R_band.
 * The first band of a band list is the *reference* band (G by default). The model
@@ -44,9 +46,9 @@ PHOTOMETRIC_SYSTEM: dict[str, str] = {
     "i": "AB",
     "z": "AB",
     "y": "AB",
-    "J": "AB",
-    "H": "AB",
-    "Ks": "AB",
+    "J": "Vega",
+    "H": "Vega",
+    "Ks": "Vega",
     "W1": "AB",
     "W2": "AB",
 }
