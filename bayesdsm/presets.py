@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesdsm.catalog import COV_COLUMNS, _column_array, _guess_format
+from bayesdsm.catalog_io import COV_COLUMNS, _column_array, _guess_format
 from bayesdsm.config import from_dict
 from bayesdsm.errors import CatalogError, ConfigError
 
