@@ -219,8 +219,8 @@ def colour_scores(emu: Emulator, star: StarData, ebv=None, ebv_err=None):
     dc = d[1:] - d[0]
     # colour variance from the finite part of C_m: diag + J C_θ Jᵀ + σ_E² R Rᵀ
     var_m = jnp.where(star.mask > 0, star.mag_err**2, 0.0)
-    Uf = cov.U[:, :4] / jnp.sqrt(cov.sinv[:4])
-    Uc = Uf[1:] - Uf[0]
+    Uf = cov.U[:, :4] / jnp.sqrt(cov.sinv[:4])[None, :]
+    Uc = Uf[1:] - Uf[0][None, :]
     var_c = var_m[1:] + var_m[0] + jnp.sum(Uc**2, axis=1)
     ok = (star.mask[1:] > 0) & (star.mask[0] > 0)
     return jnp.where(ok, dc / jnp.sqrt(var_c), jnp.nan)

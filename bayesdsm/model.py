@@ -16,7 +16,7 @@ frozen for the iteration (:func:`bayesdsm.likelihood.chi2_whitened`). So
                     = Σ_n L_n (Eq. 15 summed over stars) + const,
 
 and SVI with :class:`~numpyro.infer.autoguide.AutoDelta` is exactly the paper's fit
-(Adam on minibatches: the plate rescales a batch by N / batch size).
+(Adam on minibatches: a batch's terms are scaled by N / batch size).
 
 ``posterior_scale`` multiplies the whole log density (a temperature); MAP is unchanged.
 With ``posterior_scale = n_bands / 2`` the likelihood becomes the Gaussian exp(-χ²/2),
@@ -110,6 +110,8 @@ def emulator_model(
     emu = emulator_from_params(template, params)
     n_norm = reg.n_bands_norm or template.n_bands
     batch = stars.mag.shape[0]
-    with numpyro.plate("stars", n_total, subsample_size=batch):
+    # The batch stands for all N stars: scale its terms by N / batch. (A subsampling
+    # plate would do the same but draws an unused permutation of N at every step.)
+    with numpyro.plate("stars", batch), numpyro.handlers.scale(scale=n_total / batch):
         chi = jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, stars, W)
         numpyro.factor("chi2", -posterior_scale * chi / n_norm)

@@ -1,0 +1,113 @@
+"""Emulator modules: shapes, batching, B algebra, dtype, range warning, array names."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _reference import forward, np_weights, random_emulator
+
+from bayesdsm.conventions import b_matrix
+from bayesdsm.emulator import (
+    EmulatorConfig,
+    absolute_magnitudes,
+    batched,
+    check_theta_range,
+    emulator_arrays,
+    emulator_from_arrays,
+    init_emulator,
+    predict_colours,
+    predict_magnitudes,
+)
+from bayesdsm.errors import ConfigError, ValidityWarning
+
+SUN = jnp.array([5780.0, 4.44, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("bands", "hidden"),
+    [(("G", "BP", "RP"), (8,)), (EmulatorConfig().bands, (32, 32)), (("G", "J"), (4, 5, 6))],
+)
+def test_shapes(key, bands, hidden):
+    emu = init_emulator(key, EmulatorConfig(bands=bands, hidden=hidden))
+    bm, r = emu(SUN)
+    assert bm.shape == r.shape == (len(bands),)
+    assert emu.hidden == hidden
+    assert np.all(np.asarray(r) > 0)
+
+
+@pytest.mark.parametrize("n", [1, 7, 64])
+def test_batched_equals_per_star(key, n):
+    emu = random_emulator(key, jnp.float32)
+    theta = jnp.stack(
+        [jnp.linspace(4000, 7000, n), jnp.linspace(1.0, 4.8, n), jnp.linspace(-1, 0.3, n)], 1
+    )
+    ebv = jnp.linspace(0.0, 1.0, n)
+    out = batched(predict_colours)(emu, theta, ebv)
+    assert out.shape == (n, 13)
+    for i in range(n):
+        np.testing.assert_allclose(
+            out[i], predict_colours(emu, theta[i], ebv[i]), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_colour_algebra(key):
+    """B(M + E R) from predict_colours equals B @ predict_magnitudes; M = B⁻¹(BM)."""
+    with jax.enable_x64(True):
+        emu = random_emulator(key, jnp.float64)
+        B = b_matrix(13)
+        m = np.asarray(predict_magnitudes(emu, SUN, 0.7))
+        np.testing.assert_allclose(predict_colours(emu, SUN, 0.7), B @ m, rtol=1e-13)
+        bm, _ = emu(SUN)
+        np.testing.assert_allclose(B @ np.asarray(absolute_magnitudes(emu, SUN)), bm, rtol=1e-13)
+
+
+def test_matches_numpy_forward(key):
+    with jax.enable_x64(True):
+        emu = random_emulator(key, jnp.float64)
+        bm, r = emu(SUN)
+        bm_ref, r_ref, dbm_ref, dr_ref = forward(np_weights(emu), np.asarray(SUN))
+        np.testing.assert_allclose(bm, bm_ref, rtol=1e-13)
+        np.testing.assert_allclose(r, r_ref, rtol=1e-13)
+        jac = jax.jacfwd(lambda t: emu(t)[0])(SUN)
+        np.testing.assert_allclose(jac, dbm_ref, rtol=1e-10, atol=1e-14)
+
+
+def test_float64_emulator(key):
+    with jax.enable_x64(True):
+        emu = init_emulator(key, dtype=jnp.float64)
+        bm, r = emu(SUN.astype(jnp.float64))
+        assert bm.dtype == r.dtype == jnp.float64
+        emu32 = emu.astype(jnp.float32)
+        assert emu32.stellar.layers[0].weight.dtype == jnp.float32
+
+
+def test_check_theta_range_warns(key):
+    emu = init_emulator(key)
+    theta = np.array([[5780.0, 4.44, 0.0], [20000.0, 4.0, 0.0]])
+    with pytest.warns(ValidityWarning, match="1 of 2 stars"):
+        outside = check_theta_range(emu, theta)
+    assert outside.tolist() == [False, True]
+    with pytest.warns(ValidityWarning):  # still evaluates, finite
+        out = batched(predict_colours)(emu, jnp.asarray(theta, jnp.float32), jnp.zeros(2))
+        check_theta_range(emu, theta)
+    assert np.all(np.isfinite(out))
+
+
+def test_arrays_round_trip_and_shape_check(key):
+    emu = init_emulator(key)
+    arrays = emulator_arrays(emu)
+    back = emulator_from_arrays(emu.config, arrays)
+    for a, b in zip(jax.tree_util.tree_leaves(emu), jax.tree_util.tree_leaves(back)):
+        np.testing.assert_array_equal(a, b)
+    bad = dict(arrays, output_kernel=jnp.zeros((13, 31)))
+    with pytest.raises(ConfigError, match="output_kernel"):
+        emulator_from_arrays(emu.config, bad)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="activation"):
+        EmulatorConfig(activation="swishy")
+    with pytest.raises(ConfigError):
+        EmulatorConfig(bands=("G", "G"))

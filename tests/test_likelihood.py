@@ -1,0 +1,194 @@
+"""The likelihood (Eq. 3-9, 18) against slow dense NumPy references, gradients, batching."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _reference import (
+    dense_chi2,
+    dense_reddening_posterior,
+    dense_scores,
+    np_weights,
+    random_emulator,
+    random_stars,
+    star,
+)
+from jax.test_util import check_grads
+
+from bayesdsm.emulator import emulator_arrays, emulator_from_arrays
+from bayesdsm.likelihood import (
+    StarData,
+    chi2,
+    chi2_whitened,
+    colour_scores,
+    dof,
+    frozen_whitening,
+    n_components,
+    reddening_posterior,
+)
+
+N_STARS = 24
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture
+def setup(key, x64):
+    emu = random_emulator(key, jnp.float64)
+    stars = random_stars(np.random.default_rng(7), N_STARS)
+    # cover the edge cases: no parallax, every band observed, a single colour
+    stars.has_parallax[:3] = 0.0
+    stars.mask[3] = 1.0
+    stars.mask[4] = 0.0
+    stars.mask[4, [0, 5]] = 1.0
+    stars.mag_err[4] = np.where(stars.mask[4] > 0, stars.mag_err[4], 1.0)
+    stars.mag[4] = np.where(stars.mask[4] > 0, stars.mag[4], 0.0)
+    return emu, stars
+
+
+def test_chi2_matches_dense_reference(setup):
+    emu, stars = setup
+    w = np_weights(emu)
+    fn = jax.jit(chi2)
+    for i in range(N_STARS):
+        s = star(stars, i)
+        got = float(fn(emu, jax.tree_util.tree_map(jnp.asarray, s)))
+        want = dense_chi2(w, s)
+        assert got == pytest.approx(want, rel=1e-10), i
+
+
+def test_batched_equals_per_star(setup):
+    emu, stars = setup
+    jstars = jax.tree_util.tree_map(jnp.asarray, stars)
+    batched = jax.jit(jax.vmap(chi2, in_axes=(None, 0)))(emu, jstars)
+    single = jax.jit(chi2)
+    for i in range(N_STARS):
+        s = jax.tree_util.tree_map(lambda a, i=i: a[i], jstars)
+        np.testing.assert_allclose(batched[i], single(emu, s), rtol=1e-12)
+
+
+def test_whitened_chi2_equals_chi2_at_the_snapshot(setup):
+    emu, stars = setup
+    jstars = jax.tree_util.tree_map(jnp.asarray, stars)
+    W = jax.jit(jax.vmap(frozen_whitening, in_axes=(None, 0)))(emu, jstars)
+    a = jax.jit(jax.vmap(chi2_whitened, in_axes=(None, 0, 0)))(emu, jstars, W)
+    b = jax.jit(jax.vmap(chi2, in_axes=(None, 0)))(emu, jstars)
+    np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_reddening_posterior_matches_dense(setup):
+    emu, stars = setup
+    w = np_weights(emu)
+    fn = jax.jit(reddening_posterior)
+    for i in range(N_STARS):
+        s = star(stars, i)
+        prior_mean, prior_err = 0.3 + 0.01 * i, 0.05 + 0.01 * i
+        m, v = fn(emu, jax.tree_util.tree_map(jnp.asarray, s), prior_mean, prior_err)
+        m_ref, v_ref = dense_reddening_posterior(w, s, prior_mean, prior_err)
+        assert float(m) == pytest.approx(m_ref, rel=1e-10, abs=1e-12)
+        assert float(v) == pytest.approx(v_ref, rel=1e-10)
+
+
+def test_colour_scores_match_dense(setup):
+    emu, stars = setup
+    w = np_weights(emu)
+    fn = jax.jit(colour_scores)
+    for i in range(N_STARS):
+        s = star(stars, i)
+        got = np.asarray(fn(emu, jax.tree_util.tree_map(jnp.asarray, s)))
+        want = dense_scores(w, s)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        ok = ~np.isnan(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-10)
+
+
+def test_float32_agrees_with_float64(key):
+    rng = np.random.default_rng(3)
+    with jax.enable_x64(True):
+        emu64 = random_emulator(key, jnp.float64)
+        s64 = jax.tree_util.tree_map(jnp.asarray, random_stars(rng, 16))
+        want = np.asarray(jax.jit(jax.vmap(chi2, in_axes=(None, 0)))(emu64, s64))
+        arrays = {k: np.asarray(v) for k, v in emulator_arrays(emu64).items()}
+    emu32 = emulator_from_arrays(emu64.config, arrays, jnp.float32)
+    s32 = StarData(*(jnp.asarray(np.asarray(a), jnp.float32) for a in s64))
+    got = jax.jit(jax.vmap(chi2, in_axes=(None, 0)))(emu32, s32)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=2e-3)
+
+
+def _params_and_rebuild(emu):
+    arrays = dict(emulator_arrays(emu))
+    fixed = {k: arrays.pop(k) for k in ("theta_median", "theta_std")}
+
+    def rebuild(params):
+        return emulator_from_arrays(emu.config, {**params, **fixed})
+
+    return arrays, rebuild
+
+
+def test_chi2_gradients_wrt_weights(setup):
+    emu, stars = setup
+    params, rebuild = _params_and_rebuild(emu)
+    jstars = jax.tree_util.tree_map(lambda a: jnp.asarray(a[:4]), stars)
+
+    def f(p):
+        return jnp.sum(jax.vmap(chi2, in_axes=(None, 0))(rebuild(p), jstars))
+
+    check_grads(jax.jit(f), (params,), order=1, modes=["rev"], eps=1e-6)
+
+
+def test_chi2_whitened_gradients_wrt_weights(setup):
+    emu, stars = setup
+    params, rebuild = _params_and_rebuild(emu)
+    jstars = jax.tree_util.tree_map(lambda a: jnp.asarray(a[:6]), stars)
+    W = jax.jit(jax.vmap(frozen_whitening, in_axes=(None, 0)))(emu, jstars)
+
+    def f(p):
+        return jnp.sum(jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(rebuild(p), jstars, W))
+
+    check_grads(jax.jit(f), (params,), order=1, modes=["rev", "fwd"], eps=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("observed", "parallax", "components", "dof_"),
+    [
+        # (observed band indices, parallax used, modelled components, dof)
+        (range(13), 1.0, 13, 12),
+        (range(13), 0.0, 12, 11),
+        ((0, 1, 2), 1.0, 3, 2),
+        ((0, 1), 0.0, 1, 0),  # one colour, no parallax: nothing to test
+        ((0,), 1.0, 1, 0),  # M_G only
+        ((0,), 0.0, 0, -1),
+        ((), 1.0, 0, -1),  # nothing observed
+    ],
+)
+def test_components_and_dof(observed, parallax, components, dof_):
+    mask = np.zeros(13)
+    mask[list(observed)] = 1.0
+    s = random_stars(np.random.default_rng(0), 1, np.float32)
+    s = star(s._replace(mask=mask[None], has_parallax=np.array([parallax])), 0)
+    assert float(n_components(s)) == components
+    assert float(dof(s)) == dof_
+
+
+def test_star_without_colours_does_not_poison_the_batch(setup):
+    emu, stars = setup
+    stars.mask[0] = 0.0  # nothing observed at all
+    stars.mask[1] = 0.0
+    stars.mask[1, 0] = 1.0  # only G
+    jstars = jax.tree_util.tree_map(jnp.asarray, stars)
+
+    def loss(e):
+        return jnp.sum(jax.vmap(chi2, in_axes=(None, 0))(e, jstars))
+
+    c = jax.jit(jax.vmap(chi2, in_axes=(None, 0)))(emu, jstars)
+    assert np.all(np.isfinite(c))
+    assert float(c[0]) == 0.0
+    grads = jax.jit(jax.grad(loss))(emu)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
