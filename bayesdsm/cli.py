@@ -219,6 +219,37 @@ def run_fit(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- infer
+
+
+def configure_infer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file (bayesdsm fit / import-green2020)")
+    p.add_argument("catalog", help="catalog file (FITS, Parquet, ECSV, CSV, HDF5)")
+    p.add_argument("--out", required=True, help="per-star summary table (format from suffix)")
+    p.add_argument("--prior", default="volume", choices=("volume", "galactic"))
+    p.add_argument("--theta-prior", default="density", choices=("density", "flat"))
+    p.add_argument("--idata", default=None, help="folder for ArviZ InferenceData per chunk")
+    p.add_argument("--preset", default=None, help="column preset of the catalog")
+    p.add_argument("--method", default="auto", choices=("auto", "laplace", "hmc", "nuts"))
+    p.add_argument("--chunk", type=int, default=2048, help="stars per output chunk")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_infer(args) -> int:
+    from bayesdsm.catalog import read_catalog
+    from bayesdsm.infer import InferConfig, run_inference
+    from bayesdsm.modelfile import load_model
+
+    cfg = InferConfig(prior=args.prior, theta_prior=args.theta_prior, method=args.method,
+                      chunk_size=args.chunk, batch_size=args.chunk, seed=args.seed)  # fmt: skip
+    table = run_inference(load_model(args.model), read_catalog(args.catalog, preset=args.preset),
+                          args.out, cfg, idata_dir=args.idata, log=_info)  # fmt: skip
+    _info(f"wrote {args.out}")
+    _print_json({"n_stars": len(table), "converged": int(sum(table["converged"])),
+                 "multimodal": int(sum("multimodal" in f for f in table["flags"]))})  # fmt: skip
+    return 0
+
+
 #: The command table: name -> Subcommand. Add new subcommands here.
 COMMANDS: dict[str, Subcommand] = {
     "fit": Subcommand("train a model on a catalog (§3 cuts, §4 procedure)", configure_fit, run_fit),
@@ -238,6 +269,11 @@ COMMANDS: dict[str, Subcommand] = {
         configure_predict,
         run_predict,
         PREDICT_EPILOG,
+    ),
+    "infer": Subcommand(
+        "per-star posteriors of theta, distance and reddening (MAP+Laplace, PSIS, HMC/NUTS)",
+        configure_infer,
+        run_infer,
     ),
     "report": Subcommand(
         "figures of §5-6 (PNG), summary.json and a self-contained report.html",

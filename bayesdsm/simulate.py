@@ -179,6 +179,13 @@ class SimConfig:
     value at the true distance with error U(bayestar_err) ⊕ ``bayestar_frac_err``·E, else
     Ê = 0 ± column. Parallax σ [mas] = (floor ⊕ ref·10^(slope (G - 17)))·LogNormal(scatter)
     (Gaia EDR3: 0.02-0.03 at G < 15, 0.07 at 17, 0.5 at 20). PS1 covers δ > ``ps1_dec_min``.
+
+    Unreported errors: like real catalogues, the simulated ones understate their errors.
+    The noise actually drawn has, in quadrature beyond the catalogued error,
+    ``unreported_mag_err`` [mag] per band (calibration), ``unreported_theta_err``
+    (Teff [K], log g, [Fe/H]) and ``unreported_ebv_err`` [mag]. The defaults equal the
+    paper's §3 floors, so after :func:`bayesdsm.cuts.prepare` the errors are honest; set
+    them to 0 for a catalogue whose errors are honest as written.
     """
 
     n_stars: int = 40000
@@ -208,6 +215,9 @@ class SimConfig:
     parallax_slope: float = 0.3
     parallax_scatter: float = 0.15
     theta_err_scatter: float = 0.25
+    unreported_mag_err: float = 0.02
+    unreported_theta_err: tuple[float, float, float] = (10.0, 0.05, 0.03)
+    unreported_ebv_err: float = 0.02
     batch_size: int = 100_000
     cluster_size: int = 128
 
@@ -622,8 +632,8 @@ def _observe(rng, st, cfg: SimConfig, truth):
             det &= dec > cfg.ps1_dec_min
         if band == "G":
             det[:] = True
-        noise = rng.normal(size=n)
-        mag[det, k] = m_true[det, k] + sig[det] * noise[det]
+        noise = rng.normal(size=n) * np.hypot(sig, cfg.unreported_mag_err)
+        mag[det, k] = m_true[det, k] + noise[det]
         err[det, k] = sig[det]
         observed[:, k] = det
     # parallax
@@ -648,7 +658,8 @@ def _observe(rng, st, cfg: SimConfig, truth):
         rho[0, 2] = rho[2, 0] = s.theta_corr[1]
         rho[1, 2] = rho[2, 1] = s.theta_corr[2]
         c = sd[:, :, None] * rho[None] * sd[:, None, :]
-        chol = np.linalg.cholesky(c)
+        c_true = c + np.diag(np.square(cfg.unreported_theta_err))[None]
+        chol = np.linalg.cholesky(c_true)
         eps = np.einsum("nij,nj->ni", chol, rng.normal(size=(ns, 3)))
         offsets[sel] = s.theta_offset
         theta_hat[sel] = st["theta"][sel] + np.asarray(s.theta_offset) + eps
@@ -663,7 +674,7 @@ def _observe(rng, st, cfg: SimConfig, truth):
     ebv_err = np.where(sfd, cfg.sfd_frac_err * st["col"], np.where(bay, sig_b, st["col"]))
     ebv_err = np.maximum(ebv_err, 1e-3)
     z = rng.normal(size=n)
-    ebv_hat = np.where(sfd | bay, ebv_ref + ebv_err * z, 0.0)
+    ebv_hat = np.where(sfd | bay, ebv_ref + np.hypot(ebv_err, cfg.unreported_ebv_err) * z, 0.0)
     source = np.where(sfd, "sfd", np.where(bay, "bayestar", "none"))
     return {
         "mag": mag, "mag_err": err, "observed": observed, "parallax": plx,

@@ -45,24 +45,28 @@ def _ks(pulls):
 
 
 def _pulls(cat):
+    """Pulls against the honest errors: catalogued ⊕ the simulator's unreported part."""
+    cfg = SimConfig.from_dict(cat.meta["sim_config"])
     e = cat.extra
     M = np.stack([e[f"true_M_{b}"] for b in cat.bands], 1)
     A = np.stack([e[f"true_A_{b}"] for b in cat.bands], 1).astype(np.float64)
     m_true = M + e["true_mu"][:, None] + A
-    out = {"mag": ((cat.mag - m_true) / cat.mag_err)[cat.observed]}
+    mag_sd = np.hypot(cat.mag_err, cfg.unreported_mag_err)
+    out = {"mag": ((cat.mag - m_true) / mag_sd)[cat.observed]}
     first = np.unique(cat.source_id, return_index=True)[1]  # repeat rows share photometry
     plx_true = 10 ** (2 - e["true_mu"] / 5)
     out["parallax"] = ((cat.parallax - plx_true) / cat.parallax_err)[first]
-    cfg = SimConfig.from_dict(cat.meta["sim_config"])
     off = {s.name: np.asarray(s.theta_offset) for s in cfg.surveys}
     true = np.stack([e["true_teff"], e["true_logg"], e["true_feh"]], 1).astype(np.float64)
     offset = np.stack([off[s] for s in cat.survey])
-    sd = np.sqrt(np.diagonal(cat.theta_cov, axis1=1, axis2=2))
+    var = np.diagonal(cat.theta_cov, axis1=1, axis2=2) + np.square(cfg.unreported_theta_err)
+    sd = np.sqrt(var)
     for k, name in enumerate(("teff", "logg", "feh")):
         out[name] = (cat.theta[:, k] - true[:, k] - offset[:, k]) / sd[:, k]
     src = e["ebv_source"]
     ref = np.where(src == "sfd", e["true_ebv_column"], e["true_ebv"])
-    out["ebv"] = ((cat.ebv - ref) / cat.ebv_err)[first][src[first] != "none"]
+    ebv_sd = np.hypot(cat.ebv_err, cfg.unreported_ebv_err)
+    out["ebv"] = ((cat.ebv - ref) / ebv_sd)[first][src[first] != "none"]
     return out
 
 

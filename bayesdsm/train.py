@@ -1,0 +1,1036 @@
+"""The iterative training procedure of Green et al. (2021), §4, as a driver around NumPyro SVI.
+
+One iteration k = 0 … n_iterations-1:
+
+1. freeze every star's covariance (iteration 0: ∇M = 0 and R = 0; afterwards rebuilt with
+   the previous iteration's network), as whitening matrices W (:func:`frozen_whitening`);
+2. run ``epochs`` epochs of SVI (:class:`~numpyro.infer.autoguide.AutoDelta`, Adam with
+   learning rate ``lr · exp(-k / lr_decay)``, batch 1024) on the *active* training stars.
+   The model is :func:`bayesdsm.model.emulator_model`, so minimising -log p is the
+   paper's Eq. 15 loss. Each epoch is one ``jax.lax.scan`` over pre-permuted minibatches;
+   the last, partial batch is filled up with stars from the start of the same permutation
+   (so every batch is full, every star is seen at least once an epoch and at most
+   ``batch - 1`` stars twice);
+3. re-estimate every star's reddening (Eq. 8–9, prior fixed at the catalog's (Ê, σ₀)),
+   clip ⟨E′⟩ to ``ebv_range`` and floor σ²_E′ at 0.02² + (0.1 E′)²; rebuild the
+   covariances with the new network and E′; compute χ²/dof (dof = observed bands − 1);
+4. exclude from the next iteration every star with χ²/dof above
+   :func:`chi2_threshold` (100 after iteration 0, falling geometrically to 5 by the 15th
+   iteration, then 5). Iteration 0 instead excludes σ_E > 0.2.
+
+Two methods share this loop (``TrainConfig.method``):
+
+* ``"paper"``: M is evaluated at the noisy θ̂; the θ̂ errors enter the covariance as
+  J C_θ Jᵀ (Eq. 4).
+* ``"latent_theta"`` (Zhang, Green & Rix 2023): each training star's true θ is a latent
+  variable with prior N(θ̂, C_θ), fitted jointly with the network (a per-star MAP under
+  AutoDelta, indexed by the minibatch); the J C_θ Jᵀ term then leaves the training
+  covariance. Reddening updates, χ² and the reported losses use the paper's marginal
+  covariance at θ̂ for both methods, so the numbers are comparable.
+
+Checkpoints (``.npz``, no pickle, written atomically after each iteration) hold the SVI
+state (weights, Adam moments, step, RNG key), the reddening estimates, the exclusion
+mask, the iteration index and the history. Every random draw is derived from the seed
+with :func:`jax.random.fold_in` on (iteration, epoch), so a resumed run reproduces an
+uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoDelta
+from numpyro.infer.initialization import init_to_uniform
+
+from bayesdsm.config import to_dict
+from bayesdsm.emulator import Emulator, EmulatorConfig, emulator_arrays, init_emulator
+from bayesdsm.errors import ConfigError, TrainingError
+from bayesdsm.likelihood import (
+    StarData,
+    chi2_whitened,
+    frozen_whitening,
+    reddening_posterior,
+    stardata_from_catalog,
+)
+from bayesdsm.model import (
+    RegularizationConfig,
+    emulator_from_params,
+    emulator_model,
+    weight_priors,
+)
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "chi2_threshold",
+    "learning_rate",
+    "split_indices",
+    "latent_theta_model",
+    "load_checkpoint",
+    "to_stellar_model",
+    "read_train_config",
+    "fit_catalog",
+]
+
+METHODS = ("paper", "latent_theta")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the §4 procedure; defaults are the paper's (and the released model's).
+
+    Attributes:
+        method: ``"paper"`` (M at θ̂, θ errors in the covariance) or ``"latent_theta"``
+            (true θ latent, beyond the paper).
+        seed: seeds the split, the initial weights and every minibatch permutation.
+        split: fractions (train, validation, test).
+        n_iterations: iterations (covariance and reddening rebuilds).
+        epochs: epochs per iteration.
+        batch_size: stars per minibatch.
+        learning_rate: Adam learning rate of iteration 0.
+        lr_decay: the learning rate of iteration k is ``learning_rate · exp(-k / lr_decay)``.
+        theta_learning_rate: Adam learning rate of the whitened latent θ offsets
+            (method ``latent_theta``; each star's offset is updated once an epoch).
+        max_ebv_err_first: iteration 0 excludes stars with σ_E above this (mag).
+        chi2_start, chi2_end, chi2_end_iteration: outlier threshold on χ²/dof, see
+            :func:`chi2_threshold`.
+        ebv_range: clip of the re-estimated ⟨E′⟩ (mag).
+        ebv_err_floor, ebv_err_frac: σ²_E′ ≥ ebv_err_floor² + (ebv_err_frac · E′)².
+        dof_rule: ``"paper"`` (dof = observed bands − 1) or ``"components"``
+            (:func:`bayesdsm.likelihood.dof`: colours + parallax − 1).
+        hidden, activation: architecture of the stellar network.
+        l2_stellar, l1_extinction: λ_s and λ_r of Eq. 15.
+        n_bands_norm: the n_bands dividing χ² in Eq. 15 (None: the number of bands).
+        chunk_size: stars per jitted chunk in covariance rebuilds and evaluations.
+        dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
+        validate_every_epoch: compute the validation loss after every epoch (progress
+            display); otherwise only after each iteration.
+        min_split_stars: each of the three splits must get at least this many stars.
+        init_bias_from_data: start the output layer's bias at the training stars' median
+            M_G (from parallaxes) and colours (not in the paper, which starts Keras'
+            zero bias; it only shortens the first epochs).
+    """
+
+    method: str = "paper"
+    seed: int = 0
+    split: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    n_iterations: int = 20
+    epochs: int = 25
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    lr_decay: float = 5.0
+    theta_learning_rate: float = 0.05
+    max_ebv_err_first: float = 0.2
+    chi2_start: float = 100.0
+    chi2_end: float = 5.0
+    chi2_end_iteration: int = 15
+    ebv_range: tuple[float, float] = (0.0, 10.0)
+    ebv_err_floor: float = 0.02
+    ebv_err_frac: float = 0.1
+    dof_rule: str = "paper"
+    hidden: tuple[int, ...] = (32, 32)
+    activation: str = "sigmoid"
+    l2_stellar: float = 1e-4
+    l1_extinction: float = 1e-2
+    n_bands_norm: int | None = None
+    chunk_size: int = 16384
+    dtype: str = "float32"
+    validate_every_epoch: bool = True
+    min_split_stars: int = 1
+    init_bias_from_data: bool = True
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ConfigError(f"TrainConfig.method must be one of {METHODS}, not {self.method!r}")
+        split = tuple(float(x) for x in self.split)
+        if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
+            raise ConfigError(f"TrainConfig.split must be 3 fractions summing to 1, got {split}")
+        object.__setattr__(self, "split", split)
+        object.__setattr__(self, "ebv_range", tuple(float(x) for x in self.ebv_range))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        for name in ("n_iterations", "epochs", "batch_size", "chunk_size", "chi2_end_iteration"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.dof_rule not in ("paper", "components"):
+            raise ConfigError("TrainConfig.dof_rule must be 'paper' or 'components'")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError("TrainConfig.dtype must be 'float32' or 'float64'")
+        if not (self.chi2_start > 0 and self.chi2_end > 0):
+            raise ConfigError("TrainConfig.chi2_start and chi2_end must be positive")
+        EmulatorConfig(hidden=self.hidden, activation=self.activation)  # validates
+
+    @property
+    def regularization(self) -> RegularizationConfig:
+        return RegularizationConfig(self.l2_stellar, self.l1_extinction, self.n_bands_norm)
+
+
+def learning_rate(config: TrainConfig, k: int) -> float:
+    """Adam learning rate of iteration k: lr · exp(-k / lr_decay)."""
+    return float(config.learning_rate * math.exp(-k / config.lr_decay))
+
+
+def chi2_threshold(config: TrainConfig, k: int) -> float:
+    """χ²/dof threshold applied after iteration k (0-based) to select iteration k+1.
+
+    ``chi2_start`` after the first iteration (k = 0), falling geometrically to
+    ``chi2_end`` after iteration ``chi2_end_iteration`` (1-based, i.e. k = 14 by
+    default), constant afterwards.
+    """
+    n = max(config.chi2_end_iteration - 1, 1)
+    f = min(k, n) / n
+    return float(config.chi2_start * (config.chi2_end / config.chi2_start) ** f)
+
+
+def split_indices(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded random (train, validation, test) star indices, each sorted."""
+    n_val = int(round(config.split[1] * n))
+    n_test = int(round(config.split[2] * n))
+    n_train = n - n_val - n_test
+    sizes = (n_train, n_val, n_test)
+    if min(sizes) < config.min_split_stars:
+        raise TrainingError(
+            f"too few stars for the split {config.split}: {n} stars give "
+            f"{n_train}/{n_val}/{n_test} train/validation/test, and every split needs at "
+            f"least {config.min_split_stars} (rule: min_split_stars). Use more stars."
+        )
+    perm = np.random.default_rng(config.seed).permutation(n)
+    return (
+        np.sort(perm[:n_train]),
+        np.sort(perm[n_train : n_train + n_val]),
+        np.sort(perm[n_train + n_val :]),
+    )
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train` returns.
+
+    Attributes:
+        emulator: the trained :class:`~bayesdsm.emulator.Emulator`.
+        history: one dict per iteration (losses, χ²/dof percentiles, exclusions, learning
+            rate, mean R, …) and the final test-set summary under ``history[-1]["test"]``.
+        validity: the §6 :class:`~bayesdsm.validity.ValidityGrid` of the training θ.
+        ebv, ebv_err: (N,) re-estimated reddenings of every star (mag).
+        excluded: (N,) bool, excluded by the last iteration's χ² cut.
+        chi2_dof: (N,) final χ²/dof of every star.
+        split: (N,) int8, 0 = train, 1 = validation, 2 = test.
+        config: the :class:`TrainConfig` used.
+        training_hash: SHA-256 of the training inputs and config.
+        theta_latent: (N, 3) MAP true θ of the training stars (method ``latent_theta``;
+            NaN elsewhere), or None.
+    """
+
+    emulator: Emulator
+    history: list[dict[str, Any]]
+    validity: Any
+    ebv: np.ndarray
+    ebv_err: np.ndarray
+    excluded: np.ndarray
+    chi2_dof: np.ndarray
+    split: np.ndarray
+    config: TrainConfig
+    training_hash: str
+    theta_latent: np.ndarray | None
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def latent_theta_model(
+    template: Emulator,
+    stars: StarData,
+    W,
+    idx,
+    *,
+    n_total: int,
+    n_plate: int,
+    reg: RegularizationConfig | None = None,
+):
+    """The emulator fit with each star's true θ latent, θ ~ N(θ̂, C_θ) (Zhang+2023).
+
+    Weight priors are those of :func:`bayesdsm.model.emulator_model`. Per star the
+    log density is -(χ²(θ) + (θ - θ̂)ᵀ C_θ⁻¹ (θ - θ̂)) / n_bands, i.e. the θ prior on the
+    same temperature as the photometric χ² (the frozen covariance W must then not
+    contain the J C_θ Jᵀ term). ``idx`` are the batch's positions in the plate of size
+    ``n_plate`` (the training split); the guide substitutes them into the plate so each
+    star keeps its own θ. The latent is whitened, θ = θ̂ + L_θ z with z ~ N(0, I)
+    (site ``theta_z``), so one learning rate suits all three components. ``n_total``
+    active stars scale the whole likelihood.
+    """
+    reg = RegularizationConfig() if reg is None else reg
+    priors = weight_priors(template, n_total, reg)
+    params = {name: numpyro.sample(name, prior) for name, prior in priors.items()}
+    emu = emulator_from_params(template, params)
+    n_norm = reg.n_bands_norm or template.n_bands
+    batch = stars.mag.shape[0]
+    with (
+        numpyro.plate("stars", n_plate, subsample_size=batch),
+        numpyro.handlers.scale(scale=n_total / n_plate),
+    ):
+        with numpyro.handlers.scale(scale=2.0 / n_norm):
+            z = numpyro.sample("theta_z", dist.Normal(jnp.zeros_like(stars.theta), 1.0).to_event(1))
+        theta = stars.theta + jnp.einsum("nij,nj->ni", stars.theta_chol, z)
+        chi = jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, stars._replace(theta=theta), W)
+        numpyro.factor("chi2", -chi / n_norm)
+
+
+def _paper_model(reg, template, stars, W, idx, *, n_total, n_plate):
+    del idx, n_plate  # the paper's model has no per-star parameters
+    emulator_model(template, stars, W, n_total=n_total, reg=reg)
+
+
+def _indexed_guide(guide, *args, **kwargs):
+    idx = args[3]
+    with numpyro.handlers.substitute(data={"stars": idx}):
+        return guide(*args, **kwargs)
+
+
+class _Fitter(NamedTuple):
+    svi: SVI
+    template: Emulator
+
+
+@lru_cache(maxsize=8)
+def _make_svi(method: str, reg: RegularizationConfig, theta_lr: float, n_plate: int) -> SVI:
+    """The SVI object (model, AutoDelta guide, optimiser); cached so that repeated runs
+    with the same settings reuse the compiled epoch. The emulator template (and so the
+    θ normaliser) is a traced model argument; the initial weights are set afterwards."""
+    del n_plate  # part of the key: the guide's prototype records the plate size
+    if method == "paper":
+        model = partial(_paper_model, reg)
+    else:
+        model = partial(latent_theta_model, reg=reg)
+    guide = AutoDelta(model, init_loc_fn=init_to_uniform)  # overwritten after init
+    optim = optax.multi_transform(
+        {
+            "weights": optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
+            "theta": optax.adam(theta_lr),
+        },
+        lambda params: {k: "theta" if k.startswith("theta_z") else "weights" for k in params},
+    )
+    return SVI(model, partial(_indexed_guide, guide), optim, Trace_ELBO())
+
+
+@partial(jax.jit, static_argnames=("svi", "n_total", "n_plate"))
+def _init_svi(svi, key, template, stars, W, idx, *, n_total, n_plate):
+    # Under jit, SVI.init traces the model once (one compilation instead of one per
+    # primitive); the guide keeps only the structure of this trace.
+    return svi.init(key, template, stars, W, idx, n_total=n_total, n_plate=n_plate)
+
+
+_FIXED = ("theta_median", "theta_std")
+
+
+def _emulator_of(fitter: _Fitter, state) -> Emulator:
+    params = fitter.svi.get_params(state)
+    weights = {k[: -len("_auto_loc")]: v for k, v in params.items() if k.endswith("_auto_loc")}
+    return emulator_from_params(fitter.template, weights)
+
+
+def _set_lr(state, lr: float):
+    """Set the weights' Adam learning rate in an SVI state (moments carry over)."""
+    i, (params, ost) = state.optim_state
+    inner = dict(ost.inner_states)
+    wst = inner["weights"].inner_state
+    hp = dict(wst.hyperparams)
+    hp["learning_rate"] = jnp.asarray(lr, hp["learning_rate"].dtype)
+    inner["weights"] = inner["weights"]._replace(inner_state=wst._replace(hyperparams=hp))
+    return state._replace(optim_state=(i, (params, ost._replace(inner_states=inner))))
+
+
+def _set_param(state, name: str, value):
+    i, (params, ost) = state.optim_state
+    params = dict(params)
+    params[name] = jnp.asarray(value, params[name].dtype)
+    return state._replace(optim_state=(i, (params, ost)))
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+@partial(jax.jit, static_argnames=("svi", "n_total", "n_plate"))
+def _run_epoch(svi, template, state, stars, W, batches, *, n_total, n_plate):
+    """One epoch: ``lax.scan`` of ``svi.update`` over the rows of ``batches``.
+
+    A step whose loss or new parameters are not finite is not applied; neither is any
+    later step. Returns (state, losses, index of the first bad step or -1).
+    """
+
+    def step(carry, idx):
+        st, bad = carry
+        b = jax.tree_util.tree_map(lambda a: a[idx], stars)
+        new, loss = svi.update(st, template, b, W[idx], idx, n_total=n_total, n_plate=n_plate)
+        ok = jnp.logical_and(~bad, jnp.isfinite(loss)) & _all_finite(new.optim_state)
+        st = jax.tree_util.tree_map(lambda x, y: jnp.where(ok, x, y), new, st)
+        return (st, bad | ~ok), (loss, ok)
+
+    (state, _), (losses, oks) = jax.lax.scan(step, (state, jnp.asarray(False)), batches)
+    first_bad = jnp.where(jnp.all(oks), -1, jnp.argmin(oks))
+    return state, losses, first_bad
+
+
+# ---------------------------------------------------------------------------- per-star passes
+
+
+@partial(jax.jit, static_argnames=("gradients", "extinction"))
+def _whiten_chunk(emu, stars, *, gradients, extinction):
+    f = partial(frozen_whitening, gradients=gradients, extinction=extinction)
+    return jax.vmap(f, in_axes=(None, 0))(emu, stars)
+
+
+@jax.jit
+def _loss_chunk(emu, stars, W):
+    return jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, stars, W)
+
+
+@jax.jit
+def _rebuild_chunk(emu, stars, prior_mean, prior_err, consts):
+    """Reddening update (clipped, floored), rebuilt W and χ² of a chunk (§4 step 3)."""
+    lo, hi, floor, frac = consts
+    mean, var = jax.vmap(reddening_posterior, in_axes=(None, 0, 0, 0))(
+        emu, stars, prior_mean, prior_err
+    )
+    e = jnp.clip(mean, lo, hi)
+    var = jnp.maximum(var, floor**2 + (frac * e) ** 2)
+    s = stars._replace(ebv=e, ebv_err=jnp.sqrt(var))
+    W = jax.vmap(frozen_whitening, in_axes=(None, 0))(emu, s)
+    chi = jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, s, W)
+    R = jax.vmap(lambda t: emu(t)[1])(stars.theta)
+    return e, jnp.sqrt(var), W, chi, R
+
+
+def _chunked(fn, n: int, chunk: int, *trees):
+    """Apply ``fn(*chunks)`` over the leading axis in padded chunks; concatenate (NumPy)."""
+    if n == 0:
+        raise TrainingError("internal: empty chunked evaluation")
+    size = min(chunk, 1 << max(n - 1, 1).bit_length())
+    outs = []
+    for start in range(0, n, size):
+        m = min(size, n - start)
+
+        def piece(a, start=start, m=m):
+            a = a[start : start + m]
+            if m < size:
+                a = np.concatenate([a, np.repeat(a[-1:], size - m, axis=0)])
+            return a
+
+        out = fn(*jax.tree_util.tree_map(piece, trees))
+        outs.append(jax.tree_util.tree_map(lambda x, m=m: np.asarray(x)[:m], out))
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *outs)
+
+
+def _take(stars: StarData, idx) -> StarData:
+    return jax.tree_util.tree_map(lambda a: a[idx], stars)
+
+
+# ---------------------------------------------------------------------------- state
+
+
+class _State(NamedTuple):
+    svi_state: Any
+    ebv: np.ndarray  # (N,) current E estimates
+    ebv_err: np.ndarray  # (N,)
+    excluded: np.ndarray  # (N,) bool, for the next iteration
+    chi2_dof: np.ndarray  # (N,)
+    iteration: int  # next iteration to run
+    history: list
+
+
+def _dof(stars: StarData, rule: str) -> np.ndarray:
+    n_obs = stars.mask.sum(axis=1)
+    if rule == "paper":
+        return n_obs - 1.0
+    n_comp = np.maximum(n_obs - 1.0, 0.0) + stars.has_parallax * (n_obs > 0)
+    return n_comp - 1.0
+
+
+def _hash_inputs(stars: StarData, config: TrainConfig, bands) -> str:
+    h = hashlib.sha256()
+    for a in stars:
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps({"config": to_dict(config), "bands": list(bands)}).encode())
+    return h.hexdigest()
+
+
+def _checkpoint_config(config: TrainConfig) -> dict:
+    """Config fields that change results (progress settings may differ on resume)."""
+    d = to_dict(config)
+    d.pop("validate_every_epoch")
+    d.pop("chunk_size")
+    return d
+
+
+def _save_checkpoint(path: Path, state: _State, meta: dict) -> None:
+    leaves = jax.tree_util.tree_leaves(state.svi_state)
+    arrays = {f"svi_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
+    arrays.update(
+        ebv=state.ebv,
+        ebv_err=state.ebv_err,
+        excluded=state.excluded,
+        chi2_dof=state.chi2_dof,
+        meta=np.array(json.dumps({**meta, "iteration": state.iteration, "history": state.history})),
+    )
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a training checkpoint (for inspection; no pickle)."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    return meta, arrays
+
+
+def _restore(path: Path, template_state, meta_expected: dict) -> _State:
+    meta, arrays = load_checkpoint(path)
+    for key in ("training_hash", "config"):
+        if meta.get(key) != meta_expected[key]:
+            raise TrainingError(
+                f"checkpoint {path} was written for a different catalog or config ({key} "
+                "differs); delete it or run without --resume"
+            )
+    leaves, treedef = jax.tree_util.tree_flatten(template_state)
+    saved = [arrays[f"svi_{i:04d}"] for i in range(len(leaves))]
+    for a, b in zip(leaves, saved):
+        if np.shape(a) != np.shape(b):
+            raise TrainingError(f"checkpoint {path} does not match this model's shapes")
+    svi_state = jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(b, dtype=a.dtype) for a, b in zip(leaves, saved)]
+    )
+    return _State(
+        svi_state,
+        arrays["ebv"],
+        arrays["ebv_err"],
+        arrays["excluded"].astype(bool),
+        arrays["chi2_dof"],
+        int(meta["iteration"]),
+        list(meta["history"]),
+    )
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+def _check_inputs(cat, stars: StarData, train_idx, cut_report) -> None:
+    if len(cat) == 0:
+        removed = ""
+        if cut_report is not None:
+            rules = [r for r in cut_report.rules if r.action == "removed" and r.count > 0]
+            removed = "; ".join(f"{r.rule} removed {r.count} of {r.of}" for r in rules)
+        raise TrainingError(
+            "no stars left to train on: every star was removed by the §3 cuts"
+            + (f" ({removed})" if removed else "")
+            + ". Check the catalog columns and the CutsConfig thresholds."
+        )
+    seen = stars.mask[train_idx].sum(axis=0)
+    for b, band in enumerate(cat.bands):
+        if seen[b] == 0:
+            raise TrainingError(
+                f"band {band!r} is observed by no training star (rule: every band needs "
+                "data); drop it, e.g. cat.select_bands([...]) without it, or check its "
+                "columns and the max_mag_err cut"
+            )
+
+
+def _initial_emulator(key, stars: StarData, train_idx, config: TrainConfig, bands, dtype):
+    theta = np.asarray(stars.theta[train_idx], np.float64)
+    med = np.median(theta, axis=0)
+    std = np.std(theta, axis=0)
+    std = np.where(std > 0, std, 1.0)
+    ecfg = EmulatorConfig(bands=tuple(bands), hidden=config.hidden, activation=config.activation)
+    emu = init_emulator(key, ecfg, theta_median=med, theta_std=std, dtype=dtype)
+    if not config.init_bias_from_data:
+        return emu
+    # Start the output at the data: B·M(median θ) = median over training stars of
+    # (M_G from the parallax, colours), dereddened with the initial R and Ê.
+    s = _take(stars, train_idx)
+    bm0, r0 = (np.asarray(x, np.float64) for x in emu(jnp.asarray(med, dtype)))
+    m_abs = s.mag - s.ebv[:, None] * r0 - s.mu[:, None]
+    target = bm0.copy()
+    obs = s.mask > 0
+    g_ok = obs[:, 0] & (s.has_parallax > 0)
+    if g_ok.any():
+        target[0] = np.median(m_abs[g_ok, 0])
+    for b in range(1, len(bands)):
+        ok = obs[:, b] & obs[:, 0]
+        if ok.any():
+            target[b] = np.median(m_abs[ok, b] - m_abs[ok, 0])
+    last = emu.stellar.layers[-1]
+    new_bias = jnp.asarray(np.asarray(last.bias) + target - bm0, dtype)
+    return eqx.tree_at(lambda e: e.stellar.layers[-1].bias, emu, new_bias)
+
+
+def _batches(seed: int, k: int, e: int, active: np.ndarray, batch: int) -> np.ndarray:
+    """Minibatch rows (n_batches, batch) of epoch e of iteration k: a permutation of
+    ``active`` seeded by (seed, k, e) alone, the last batch filled from its start."""
+    perm = active[np.random.default_rng([seed, k, e]).permutation(active.size)]
+    n_b = -(-active.size // batch)
+    rows = np.resize(perm, n_b * batch).reshape(n_b, batch)
+    return np.sort(rows, axis=1).astype(np.int32)
+
+
+def _percentiles(x: np.ndarray) -> dict[str, float]:
+    if x.size == 0:
+        return {}
+    q = np.percentile(x, [16, 50, 84, 95, 99])
+    return {f"p{p}": float(v) for p, v in zip((16, 50, 84, 95, 99), q)}
+
+
+def train(
+    cat,
+    config: TrainConfig = TrainConfig(),
+    *,
+    checkpoint=None,
+    resume: bool = False,
+    progress: bool = False,
+    cut_report=None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train an emulator on a prepared catalog by the §4 procedure.
+
+    Args:
+        cat: a :class:`~bayesdsm.catalog.Catalog` after :func:`bayesdsm.cuts.prepare`
+            (stars without θ̂ or without the reference band are dropped here too).
+        config: the procedure's settings.
+        checkpoint: path of the ``.npz`` checkpoint written after each iteration.
+        resume: continue from ``checkpoint`` if it exists (same catalog and config).
+        progress: show tqdm bars (per iteration and per epoch) on stderr.
+        cut_report: the :class:`~bayesdsm.cuts.CutReport`, to name the rules in errors.
+        stop_after: stop after this many iterations in total (for tests and benchmarks).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        TrainingError: too few stars, an unobserved band, everyone excluded, or a
+            non-finite loss (naming the batch's catalog rows; the weights are those
+            before the bad step).
+    """
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ConfigError("TrainConfig.dtype='float64' needs jax_enable_x64")
+    dtype = np.dtype(config.dtype)
+    if len(cat) == 0:
+        _check_inputs(cat, None, None, cut_report)
+    rows = np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool))
+    if rows.size == 0:
+        raise TrainingError(
+            f"all {len(cat)} stars lack θ̂ or the reference band {cat.bands[0]!r} "
+            "(rules: require_theta, require_reference_band)"
+        )
+    if rows.size < len(cat):
+        cat = cat.subset(rows)
+    stars = stardata_from_catalog(cat, dtype)
+    n = len(cat)
+    train_idx, val_idx, test_idx = split_indices(n, config)
+    _check_inputs(cat, stars, train_idx, cut_report)
+    split = np.zeros(n, np.int8)
+    split[val_idx], split[test_idx] = 1, 2
+    prior_mean, prior_err = stars.ebv.copy(), stars.ebv_err.copy()
+    dof = _dof(stars, config.dof_rule)
+    base_key = jax.random.PRNGKey(config.seed)
+    init_emu = _initial_emulator(
+        jax.random.fold_in(base_key, 1_000_003), stars, train_idx, config, cat.bands, dtype
+    )
+    if np.all(prior_err[train_idx] > config.max_ebv_err_first):
+        raise TrainingError(
+            f"iteration 0: all {train_idx.size} training stars are excluded by the rule "
+            f"max_ebv_err_first (σ_E > {config.max_ebv_err_first:g}); the reddening "
+            "prior errors are too large (or missing: σ_E = 10 means no prior)"
+        )
+    n_train = train_idx.size
+    fitter = _Fitter(
+        _make_svi(config.method, config.regularization, config.theta_learning_rate, n_train),
+        init_emu,
+    )
+    training_hash = _hash_inputs(stars, config, cat.bands)
+    meta = {
+        "training_hash": training_hash,
+        "config": _checkpoint_config(config),
+        "bands": list(cat.bands),
+        "n_stars": n,
+    }
+    first_batch = np.arange(min(config.batch_size, n_train), dtype=np.int32)
+    W0 = np.zeros((first_batch.size, len(cat.bands), 5), dtype)
+    svi_state = _init_svi(
+        fitter.svi,
+        jax.random.fold_in(base_key, 2),
+        init_emu,
+        _take(stars, train_idx[first_batch]),
+        jnp.asarray(W0),
+        jnp.asarray(first_batch),
+        n_total=n_train,
+        n_plate=n_train,
+    )
+    for name, value in emulator_arrays(init_emu).items():
+        if name not in _FIXED:
+            svi_state = _set_param(svi_state, f"{name}_auto_loc", value)
+    if config.method == "latent_theta":
+        svi_state = _set_param(svi_state, "theta_z_auto_loc", np.zeros((n_train, 3)))
+
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt is not None and ckpt.exists():
+        state = _restore(ckpt, svi_state, meta)
+    else:
+        excluded = np.asarray(prior_err > config.max_ebv_err_first)
+        state = _State(svi_state, prior_mean.copy(), prior_err.copy(), excluded, np.zeros(n), 0, [])
+    stars_cur = stars._replace(ebv=state.ebv.astype(dtype), ebv_err=state.ebv_err.astype(dtype))
+    last = config.n_iterations if stop_after is None else min(stop_after, config.n_iterations)
+    t_start = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    outer = tqdm(
+        total=config.n_iterations,
+        initial=state.iteration,
+        desc="iterations",
+        unit="it",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        while state.iteration < last:
+            state, stars_cur = _iteration(
+                state, stars, stars_cur, fitter, config, base_key, split, train_idx, val_idx,
+                prior_mean, prior_err, dof, cat, progress,
+            )  # fmt: skip
+            state.history[-1]["elapsed_s"] = time.perf_counter() - t_start
+            if ckpt is not None:
+                _save_checkpoint(ckpt, state, meta)
+            h = state.history[-1]
+            outer.set_postfix(
+                loss=f"{h['train_loss']:.4f}", val=f"{h['val_loss']:.4f}",
+                excluded=h["n_excluded_next"],
+            )  # fmt: skip
+            outer.update(1)
+    finally:
+        outer.close()
+
+    emu = _emulator_of(fitter, state.svi_state)
+    test_summary = _test_summary(state, split, dof)
+    history = list(state.history)
+    if history:
+        history[-1] = {**history[-1], "test": test_summary}
+    validity = _validity(cat, stars, train_idx, state.excluded)
+    theta_latent = None
+    if config.method == "latent_theta":
+        theta_latent = np.full((n, 3), np.nan)
+        params = fitter.svi.get_params(state.svi_state)
+        z = np.asarray(params["theta_z_auto_loc"], np.float64)
+        st = _take(stars, train_idx)
+        theta_latent[train_idx] = st.theta + np.einsum("nij,nj->ni", st.theta_chol, z)
+    return TrainResult(
+        emulator=emu,
+        history=history,
+        validity=validity,
+        ebv=np.asarray(state.ebv),
+        ebv_err=np.asarray(state.ebv_err),
+        excluded=np.asarray(state.excluded),
+        chi2_dof=np.asarray(state.chi2_dof),
+        split=split,
+        config=config,
+        training_hash=training_hash,
+        theta_latent=theta_latent,
+    )
+
+
+def _test_summary(state: _State, split, dof) -> dict:
+    test = (split == 2) & (dof > 0)
+    x = state.chi2_dof[test]
+    if x.size == 0:
+        return {}
+    keep = x <= 5.0
+    return {
+        "n": int(x.size),
+        "mean_chi2_dof_le5": float(x[keep].mean()) if keep.any() else float("nan"),
+        "fraction_gt5": float(1.0 - keep.mean()),
+        **_percentiles(x),
+    }
+
+
+def _validity(cat, stars, train_idx, excluded):
+    try:
+        from bayesdsm.validity import compute_validity
+    except ImportError:  # pragma: no cover - the validity module ships with the package
+        return None
+    use = train_idx[~excluded[train_idx]]
+    return compute_validity(
+        cat.theta[use], stars.mask[use] > 0, stars.has_parallax[use] > 0, cat.bands
+    )
+
+
+def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_idx, val_idx,
+               prior_mean, prior_err, dof, cat, progress):  # fmt: skip
+    """Run iteration ``state.iteration``; return the new state and the updated StarData."""
+    from tqdm.auto import tqdm
+
+    k = state.iteration
+    dtype = stars.mag.dtype
+    chunk = config.chunk_size
+    emu_prev = _emulator_of(fitter, state.svi_state)
+    first = k == 0
+    # 1. frozen covariances (marginal, at θ̂) for training and evaluation
+    fit_idx = np.concatenate([train_idx, val_idx])
+    W_eval = _chunked(
+        lambda s: _whiten_chunk(emu_prev, s, gradients=not first, extinction=not first),
+        fit_idx.size, chunk, _take(stars_cur, fit_idx),
+    )  # fmt: skip
+    W_train = W_eval[: train_idx.size]
+    W_val = W_eval[train_idx.size :]
+    stars_train = _take(stars_cur, train_idx)
+    if config.method == "latent_theta" and not first:
+        params = fitter.svi.get_params(state.svi_state)
+        z = np.asarray(params["theta_z_auto_loc"], np.float64)
+        theta_map = (stars_train.theta + np.einsum("nij,nj->ni", stars_train.theta_chol, z)).astype(
+            dtype
+        )
+        no_jac = stars_train._replace(
+            theta=theta_map, theta_chol=np.zeros_like(stars_train.theta_chol)
+        )
+        W_train = _chunked(
+            lambda s: _whiten_chunk(emu_prev, s, gradients=False, extinction=True),
+            train_idx.size, chunk, no_jac,
+        )  # fmt: skip
+    excluded_train = state.excluded[train_idx]
+    active = np.flatnonzero(~excluded_train)
+    rule = f"max_ebv_err_first (σ_E > {config.max_ebv_err_first:g})" if first else (
+        f"chi2 threshold (χ²/dof > {chi2_threshold(config, k - 1):g})"
+    )  # fmt: skip
+    if active.size == 0:
+        raise TrainingError(
+            f"iteration {k}: all {train_idx.size} training stars are excluded by the rule "
+            f"{rule}; check the reddening errors and the photometry"
+        )
+    batch = min(config.batch_size, active.size)
+    lr = learning_rate(config, k)
+    svi_state = _set_lr(state.svi_state, lr)
+    stars_dev = jax.tree_util.tree_map(jnp.asarray, stars_train)
+    W_dev = jnp.asarray(W_train)
+    val_keep = ~state.excluded[val_idx]
+    stars_val = _take(stars_cur, val_idx)
+    inner = tqdm(
+        range(config.epochs), desc=f"iteration {k}", leave=False, unit="epoch",
+        disable=not progress, dynamic_ncols=True,
+    )  # fmt: skip
+    c0 = _prior_constant(fitter.template, active.size, config)
+    t_epochs = time.perf_counter()
+    for e in inner:
+        batches = _batches(config.seed, k, e, active, batch)
+        new_state, losses, bad = _run_epoch(
+            fitter.svi, fitter.template, svi_state, stars_dev, W_dev, jnp.asarray(batches),
+            n_total=int(active.size), n_plate=int(train_idx.size),
+        )  # fmt: skip
+        bad = int(bad)
+        if bad >= 0:
+            bad_rows = train_idx[batches[bad]]
+            err = TrainingError(
+                f"non-finite loss in iteration {k}, epoch {e}, step {bad}: the batch holds "
+                f"catalog rows {np.unique(bad_rows)[:20].tolist()}... (see .rows); the "
+                "weights before this step are kept. Check those stars' inputs."
+            )
+            err.rows = np.unique(bad_rows)
+            err.iteration, err.epoch = k, e
+            raise err
+        svi_state = new_state
+        if progress:
+            post = {"loss": f"{(float(losses.mean()) - c0) / active.size:.4f}"}
+            if config.validate_every_epoch and val_keep.any():
+                post["val"] = (
+                    f"{_eval_loss(fitter, svi_state, stars_val, W_val, val_keep, config):.4f}"  # noqa: E501
+                )
+            post["excluded"] = int(excluded_train.sum())
+            inner.set_postfix(post)
+    inner.close()
+    t_epochs = time.perf_counter() - t_epochs
+    t_rebuild = time.perf_counter()
+    # end-of-iteration losses with this iteration's frozen covariances
+    W_marg = W_eval[: train_idx.size]
+    train_loss = _eval_loss(fitter, svi_state, stars_train, W_marg, ~excluded_train, config)
+    val_loss = _eval_loss(fitter, svi_state, stars_val, W_val, val_keep, config)
+    # 2-4. reddening update, rebuilt covariances, χ²/dof, exclusions
+    emu = _emulator_of(fitter, svi_state)
+    consts = jnp.asarray(
+        [config.ebv_range[0], config.ebv_range[1], config.ebv_err_floor, config.ebv_err_frac],
+        dtype,
+    )
+    ebv, ebv_err, _, chi, R = _chunked(
+        lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts),
+        len(stars.mag), chunk, stars, prior_mean, prior_err,
+    )  # fmt: skip
+    t_rebuild = time.perf_counter() - t_rebuild
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi2_dof = np.where(dof > 0, chi / np.where(dof > 0, dof, 1.0), 0.0)
+    threshold = chi2_threshold(config, k)
+    excluded = chi2_dof > threshold
+    theta_mean = np.mean(stars.theta[train_idx], axis=0)
+    R0 = np.asarray(emu(jnp.asarray(theta_mean, dtype))[1])
+    tr = train_idx[~excluded_train]
+    record = {
+        "iteration": k,
+        "learning_rate": lr,
+        "epochs": config.epochs,
+        "n_train_active": int(active.size),
+        "n_excluded": int(excluded_train.sum()),
+        "exclusion_rule": rule,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "chi2_dof_train": _percentiles(chi2_dof[tr]),
+        "chi2_dof_val": _percentiles(chi2_dof[val_idx]),
+        "threshold_next": threshold,
+        "n_excluded_next": int(excluded[train_idx].sum()),
+        "mean_R": [float(x) for x in R[train_idx].mean(axis=0)],
+        "R_at_mean_theta": [float(x) for x in R0],
+        "median_ebv_shift": float(np.median(ebv[train_idx] - prior_mean[train_idx])),
+        "time_epochs_s": t_epochs,
+        "time_rebuild_s": t_rebuild,
+    }
+    state = _State(svi_state, ebv, ebv_err, excluded, chi2_dof, k + 1, [*state.history, record])
+    stars_cur = stars._replace(ebv=ebv.astype(dtype), ebv_err=ebv_err.astype(dtype))
+    return state, stars_cur
+
+
+def _prior_constant(template, n_total, config) -> float:
+    """-Σ log p(w = 0) of the weight priors: the constant in SVI's loss (display only)."""
+    arrays = emulator_arrays(template)
+    n_s = sum(v.size for k, v in arrays.items() if k.startswith("hidden_") and k[-7:] == "_kernel")
+    n_r = arrays["R_kernel"].size
+    tot = 0.0
+    if config.l2_stellar > 0:
+        sigma = 1.0 / math.sqrt(2.0 * n_total * config.l2_stellar)
+        tot += n_s * math.log(sigma * math.sqrt(2.0 * math.pi))
+    if config.l1_extinction > 0:
+        tot += n_r * math.log(2.0 / (n_total * config.l1_extinction))
+    return tot
+
+
+def _penalty(emu: Emulator, config: TrainConfig) -> float:
+    arrays = emulator_arrays(emu)
+    l2 = sum(
+        float(jnp.sum(v**2))
+        for k, v in arrays.items()
+        if k.startswith("hidden_") and k.endswith("_kernel")
+    )  # noqa: E501
+    l1 = float(jnp.sum(jnp.abs(arrays["R_kernel"])))
+    return config.l2_stellar * l2 + config.l1_extinction * l1
+
+
+def _eval_loss(fitter, svi_state, stars, W, keep, config) -> float:
+    """Eq. 15 loss per star (mean χ²/n_bands + penalties) of the kept stars."""
+    if not np.any(keep):
+        return float("nan")
+    emu = _emulator_of(fitter, svi_state)
+    idx = np.flatnonzero(keep)
+    chi = _chunked(
+        lambda s, w: _loss_chunk(emu, s, w), idx.size, config.chunk_size, _take(stars, idx), W[idx]
+    )
+    n_norm = config.n_bands_norm or emu.n_bands
+    return float(np.mean(chi) / n_norm + _penalty(emu, config))
+
+
+# ---------------------------------------------------------------------------- model file, CLI
+
+
+def to_stellar_model(result: TrainResult, meta: dict | None = None):
+    """The :class:`~bayesdsm.modelfile.StellarModel` of a training result."""
+    from bayesdsm.modelfile import StellarModel
+
+    return StellarModel(
+        emulator=result.emulator,
+        validity_grid=result.validity,
+        history=result.history,
+        config={"train": to_dict(result.config)},
+        meta={
+            "training_set_hash": result.training_hash,
+            "source": "bayesdsm.train",
+            "method": result.config.method,
+            **(meta or {}),
+        },
+    )
+
+
+def read_train_config(path) -> tuple[TrainConfig, Any]:
+    """(TrainConfig, CutsConfig) from a TOML or JSON file.
+
+    The file is either a flat :class:`TrainConfig` or has tables ``train`` and ``cuts``.
+    """
+    import tomllib
+
+    from bayesdsm.config import CutsConfig, from_dict
+
+    path = Path(path)
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot parse the config file {path}: {exc}") from exc
+    if "train" in data or "cuts" in data:
+        extra = sorted(set(data) - {"train", "cuts"})
+        if extra:
+            raise ConfigError(f"unknown table {extra[0]!r} in {path}; use 'train' and 'cuts'")
+        return from_dict(TrainConfig, data.get("train", {})), from_dict(
+            CutsConfig, data.get("cuts", {})
+        )
+    return from_dict(TrainConfig, data), CutsConfig()
+
+
+def fit_catalog(
+    catalog,
+    out,
+    *,
+    config_file=None,
+    preset=None,
+    resume: bool = False,
+    progress: bool = True,
+    prepared: bool = False,
+    config: TrainConfig | None = None,
+) -> tuple[TrainResult, Path]:
+    """``bayesdsm fit``: read, prepare (§3), train (§4), save the model file.
+
+    The checkpoint is ``<out>.ckpt.npz``; with ``resume`` training continues from it.
+    """
+    from bayesdsm.catalog import read_catalog
+    from bayesdsm.cuts import prepare
+    from bayesdsm.modelfile import save_model
+
+    cuts_cfg = None
+    if config_file is not None:
+        config, cuts_cfg = read_train_config(config_file)
+    config = config or TrainConfig()
+    cat = read_catalog(catalog, preset=preset)
+    report = None
+    if not prepared:
+        cat, report = prepare(cat, cuts_cfg)
+    out = Path(out)
+    ckpt = out.with_name(out.name + ".ckpt.npz")
+    result = train(cat, config, checkpoint=ckpt, resume=resume, progress=progress,
+                   cut_report=report)  # fmt: skip
+    meta = {"catalog": str(catalog)}
+    if report is not None:
+        meta["cuts"] = report.to_dict()
+    return result, save_model(to_stellar_model(result, meta), out)

@@ -1,0 +1,289 @@
+"""Tests of the §4 training driver (bayesdsm.train).
+
+Fast tests share one tiny training run (module fixture) so the jitted functions compile
+once; the subprocess kill/resume test and the recovery test are slow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesdsm.catalog import Catalog
+from bayesdsm.config import from_json, from_toml, to_json, to_toml
+from bayesdsm.emulator import batched, emulator_arrays, init_emulator, predict_magnitudes
+from bayesdsm.errors import ConfigError, TrainingError
+from bayesdsm.train import (
+    TrainConfig,
+    chi2_threshold,
+    learning_rate,
+    load_checkpoint,
+    split_indices,
+    train,
+)
+
+TINY = TrainConfig(n_iterations=2, epochs=1, batch_size=64, seed=3, chunk_size=512)
+
+
+def toy_catalog(n, seed=0, truth=None, theta_err=(60.0, 0.08, 0.05)) -> Catalog:
+    """A quick survey whose truth is an emulator (random weights), with honest noise."""
+    rng = np.random.default_rng(seed)
+    truth = truth if truth is not None else init_emulator(jax.random.PRNGKey(99))
+    theta = np.stack(
+        [rng.uniform(4000, 7000, n), rng.uniform(1.5, 4.8, n), rng.normal(-0.2, 0.3, n)], 1
+    )
+    e_true = rng.exponential(0.2, n)
+    m_abs = np.asarray(
+        batched(predict_magnitudes)(
+            truth, jnp.asarray(theta, jnp.float32), jnp.asarray(e_true, jnp.float32)
+        ),
+        np.float64,
+    )
+    dist_kpc = rng.uniform(0.2, 3.0, n)
+    nb = m_abs.shape[1]
+    err = rng.uniform(0.02, 0.05, (n, nb))
+    mag = m_abs + (10 + 5 * np.log10(dist_kpc))[:, None] + rng.normal(size=(n, nb)) * err
+    obs = rng.uniform(size=(n, nb)) > 0.15
+    obs[:, 0] = True
+    plx_err = 0.05 / dist_kpc * rng.uniform(0.5, 3, n)
+    ebv_err = 0.04 + 0.1 * e_true
+    sig = np.asarray(theta_err)
+    return Catalog.from_arrays(
+        bands=truth.bands,
+        mag=np.where(obs, mag, np.nan),
+        mag_err=np.where(obs, err, np.nan),
+        theta=theta + rng.normal(size=(n, 3)) * sig,
+        theta_cov=np.broadcast_to(np.diag(sig**2), (n, 3, 3)).copy(),
+        parallax=1 / dist_kpc + rng.normal(size=n) * plx_err,
+        parallax_err=plx_err,
+        ebv=e_true + rng.normal(size=n) * ebv_err,
+        ebv_err=ebv_err,
+        extra={"true_ebv": e_true, "true_theta": theta},
+    )
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return toy_catalog(400, seed=1)
+
+
+@pytest.fixture(scope="module")
+def run(cat):
+    return train(cat, TINY)
+
+
+# ------------------------------------------------------------------ schedule and config
+
+
+@pytest.mark.parametrize(
+    "k, expected",
+    [(0, 100.0), (14, 5.0), (15, 5.0), (19, 5.0), (7, 100.0 * (5 / 100) ** 0.5)],
+)
+def test_chi2_threshold_schedule(k, expected):
+    # §4: 100 after the first iteration, geometric to 5 by the 15th, then 5
+    assert chi2_threshold(TrainConfig(), k) == pytest.approx(expected)
+
+
+def test_threshold_is_geometric():
+    t = np.array([chi2_threshold(TrainConfig(), k) for k in range(15)])
+    assert np.allclose(t[1:] / t[:-1], t[1] / t[0])
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(TrainConfig(), 0) == pytest.approx(1e-3)
+    assert learning_rate(TrainConfig(), 5) == pytest.approx(1e-3 * np.exp(-1))
+
+
+def test_paper_defaults():
+    c = TrainConfig()
+    assert (c.n_iterations, c.epochs, c.batch_size) == (20, 25, 1024)
+    assert c.split == (0.7, 0.2, 0.1) and c.max_ebv_err_first == 0.2
+    assert c.ebv_range == (0.0, 10.0) and (c.ebv_err_floor, c.ebv_err_frac) == (0.02, 0.1)
+
+
+def test_config_round_trip():
+    c = TrainConfig(method="latent_theta", hidden=(16, 8), n_iterations=3)
+    assert from_json(TrainConfig, to_json(c)) == c
+    assert from_toml(TrainConfig, to_toml(c)) == c
+
+
+@pytest.mark.parametrize(
+    "kw", [{"method": "nope"}, {"split": (0.5, 0.2, 0.2)}, {"epochs": 0}, {"dof_rule": "x"}]
+)
+def test_config_rejects(kw):
+    with pytest.raises(ConfigError):
+        TrainConfig(**kw)
+
+
+def test_split_is_seeded_and_disjoint():
+    a = split_indices(1000, TrainConfig(seed=1))
+    b = split_indices(1000, TrainConfig(seed=1))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert [len(x) for x in a] == [700, 200, 100]
+    assert len(np.unique(np.concatenate(a))) == 1000
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_too_few_stars(cat):
+    with pytest.raises(TrainingError, match="too few stars for the split"):
+        train(cat.subset(np.arange(4)), TINY)
+
+
+def test_empty_catalog_names_rule(cat):
+    from bayesdsm.cuts import CutReport, RuleOutcome
+
+    rep = CutReport(400, 0, (RuleOutcome("max_theta_err", "removed", 400, 400),))
+    with pytest.raises(TrainingError, match="max_theta_err removed 400"):
+        train(cat.subset(np.zeros(0, int)), TINY, cut_report=rep)
+
+
+def test_unobserved_band(cat):
+    obs = cat.observed.copy()
+    obs[:, 5] = False
+    with pytest.raises(TrainingError, match="band 'i' is observed by no training star"):
+        train(cat.replace(observed=obs), TINY)
+
+
+def test_everyone_excluded_by_ebv_err(cat):
+    bad = cat.replace(ebv_err=np.full(len(cat), 0.5))
+    with pytest.raises(TrainingError, match="max_ebv_err_first"):
+        train(bad, TINY)
+
+
+def test_nan_loss_names_the_batch(cat, run):
+    err = cat.mag_err.copy()
+    train_rows = np.flatnonzero(run.split == 0)
+    bad_row = int(train_rows[7])
+    err[bad_row, 3] = 1e-30  # 1/σ² overflows float32: the loss is not finite
+    with pytest.raises(TrainingError, match="non-finite loss") as info:
+        train(cat.replace(mag_err=err, observed=cat.observed | (np.arange(13) == 3)), TINY)
+    assert bad_row in info.value.rows
+
+
+# ------------------------------------------------------------------ one tiny run
+
+
+def test_history_records(run):
+    assert len(run.history) == 2
+    for k, h in enumerate(run.history):
+        assert h["iteration"] == k
+        assert h["learning_rate"] == pytest.approx(learning_rate(TINY, k))
+        assert np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"])
+        assert set(h["chi2_dof_train"]) >= {"p16", "p50", "p84"}
+        assert len(h["mean_R"]) == 13 and len(h["R_at_mean_theta"]) == 13
+    assert run.history[0]["exclusion_rule"].startswith("max_ebv_err_first")
+    assert run.history[1]["exclusion_rule"].startswith("chi2 threshold")
+    assert "test" in run.history[-1]
+    assert run.history[1]["train_loss"] < run.history[0]["train_loss"]
+
+
+def test_reddening_update_clip_and_floor(run):
+    assert np.all(run.ebv >= 0) and np.all(run.ebv <= 10)
+    assert np.all(run.ebv_err**2 >= 0.02**2 + (0.1 * run.ebv) ** 2 - 1e-6)
+
+
+def test_exclusion_follows_threshold(run):
+    assert np.array_equal(run.excluded, run.chi2_dof > chi2_threshold(TINY, 1))
+
+
+def test_normaliser_is_training_median(cat, run):
+    med = np.median(cat.theta[run.split == 0], axis=0)
+    assert np.allclose(np.asarray(run.emulator.normalizer.median), med, rtol=1e-6)
+
+
+def test_validity_stored(run):
+    assert run.validity is not None
+    assert run.validity.names[-1] == "parallax"
+    assert run.validity.density.max() == pytest.approx(1.0)
+
+
+def test_deterministic_and_resume_in_process(cat, run, tmp_path):
+    ckpt = tmp_path / "c.npz"
+    part = train(cat, TINY, checkpoint=ckpt, stop_after=1)
+    assert len(part.history) == 1
+    meta, arrays = load_checkpoint(ckpt)
+    assert meta["iteration"] == 1 and "ebv" in arrays and "excluded" in arrays
+    full = train(cat, TINY, checkpoint=ckpt, resume=True)
+    a, b = emulator_arrays(full.emulator), emulator_arrays(run.emulator)
+    for name in a:
+        np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
+    np.testing.assert_array_equal(full.ebv, run.ebv)
+
+
+def test_resume_refuses_other_config(cat, tmp_path):
+    ckpt = tmp_path / "c.npz"
+    train(cat, TINY, checkpoint=ckpt, stop_after=1)
+    other = TrainConfig(n_iterations=2, epochs=1, batch_size=64, seed=4, chunk_size=512)
+    with pytest.raises(TrainingError, match="different catalog or config"):
+        train(cat, other, checkpoint=ckpt, resume=True)
+
+
+@pytest.mark.slow
+def test_latent_theta_runs(cat):
+    cfg = TrainConfig(method="latent_theta", n_iterations=1, epochs=1, batch_size=64, seed=3,
+                      chunk_size=512)  # fmt: skip
+    res = train(cat, cfg)
+    tr = res.split == 0
+    assert np.all(np.isfinite(res.theta_latent[tr])) and np.all(np.isnan(res.theta_latent[~tr]))
+    assert np.isfinite(res.history[0]["val_loss"])
+
+
+# ------------------------------------------------------------------ CLI, SIGKILL and resume
+
+
+def _fit(cat_path, out, cfg_path, env, resume=False):
+    cmd = [sys.executable, "-m", "bayesdsm.cli", "fit", str(cat_path), "--out", str(out),
+           "--config", str(cfg_path), "--quiet"] + (["--resume"] if resume else [])  # fmt: skip
+    log = Path(str(out) + ".log")
+    with open(log, "wb") as f:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=f)
+
+
+def _log(out) -> str:
+    return Path(str(out) + ".log").read_text()[-2000:]
+
+
+@pytest.mark.slow
+def test_cli_fit_sigkill_and_resume(tmp_path):
+    from bayesdsm.catalog import write_catalog
+    from bayesdsm.modelfile import load_model
+
+    cat_path = tmp_path / "cat.ecsv"
+    write_catalog(toy_catalog(600, seed=2), cat_path)
+    cfg_path = tmp_path / "fit.toml"
+    cfg_path.write_text("n_iterations = 4\nepochs = 3\nbatch_size = 64\nchunk_size = 1024\n")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jc"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # fmt: skip
+    ref = _fit(cat_path, tmp_path / "ref.bdsm", cfg_path, env)
+    assert ref.wait(timeout=900) == 0, _log(tmp_path / "ref.bdsm")
+
+    out = tmp_path / "m.bdsm"
+    ckpt = tmp_path / "m.bdsm.ckpt.npz"
+    proc = _fit(cat_path, out, cfg_path, env)
+    t0 = time.time()
+    while time.time() - t0 < 900:  # kill mid-run: after the second checkpoint
+        if ckpt.exists() and load_checkpoint(ckpt)[0]["iteration"] >= 2:
+            break
+        assert proc.poll() is None, _log(out)
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    done = _fit(cat_path, out, cfg_path, env, resume=True)
+    assert done.wait(timeout=900) == 0, _log(out)
+    a = emulator_arrays(load_model(out).emulator)
+    b = emulator_arrays(load_model(tmp_path / "ref.bdsm").emulator)
+    for name in a:
+        np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
+    assert len(load_model(out).history) == 4
