@@ -39,6 +39,8 @@ _SUBMODULES = (
     "conventions",
     "covariance",
     "cuts",
+    "data",
+    "demo",
     "diagnostics",
     "emulator",
     "errors",
