@@ -250,8 +250,30 @@ def run_infer(args) -> int:
     return 0
 
 
+def configure_demo(p) -> None:
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--iterations", type=int, default=None, help="override the demo's 5")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's 10")
+    p.add_argument("--no-report", action="store_true", help="skip the validation report")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_demo(args) -> int:
+    from bayesdsm.demo import run_demo as demo
+
+    summary = demo(args.out, iterations=args.iterations, epochs=args.epochs,
+                   report=not args.no_report, progress=not args.quiet, log=_info)  # fmt: skip
+    _print_json({"model": summary["model"], **summary["test"]})
+    return 0
+
+
 #: The command table: name -> Subcommand. Add new subcommands here.
 COMMANDS: dict[str, Subcommand] = {
+    "demo": Subcommand(
+        "train, evaluate and report on the bundled demo survey (a few minutes)",
+        configure_demo,
+        run_demo,
+    ),
     "fit": Subcommand("train a model on a catalog (§3 cuts, §4 procedure)", configure_fit, run_fit),
     "import-green2020": Subcommand(
         "convert the released Green 2020 model files into a bayesdsm model file",
