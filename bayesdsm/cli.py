@@ -267,6 +267,35 @@ def run_demo(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- epistemic
+
+
+def configure_epistemic(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="trained model file (its weights are the MAP)")
+    p.add_argument("catalog", help="the training catalog (FITS, Parquet, ECSV, CSV, HDF5)")
+    p.add_argument("--out", required=True, help="model file to write, with weight samples")
+    p.add_argument("--draws", type=int, default=100, help="weight samples to store")
+    p.add_argument("--steps", type=int, default=None, help="SVI steps (default: EpistemicConfig)")
+    p.add_argument("--preset", default=None, help="column preset of the catalog, e.g. green2020")
+    p.add_argument("--no-prepare", action="store_true", help="do not apply the §3 cuts and floors")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_epistemic(args) -> int:
+    from bayesdsm.catalog import read_catalog
+    from bayesdsm.epistemic import EpistemicConfig, fit_weight_uncertainty
+    from bayesdsm.modelfile import load_model, save_model
+
+    cfg = EpistemicConfig(n_draws=args.draws, **({"steps": args.steps} if args.steps else {}))
+    cat = read_catalog(args.catalog, preset=args.preset)
+    cat = cat if args.no_prepare else _prepare(cat)
+    model = fit_weight_uncertainty(load_model(args.model), cat, cfg, progress=not args.quiet)
+    path = save_model(model, args.out)
+    _info(f"wrote {path}")
+    _print_json({"model": str(path), **model.meta["epistemic"]})
+    return 0
+
+
 #: The command table: name -> Subcommand. Add new subcommands here.
 COMMANDS: dict[str, Subcommand] = {
     "demo": Subcommand(
@@ -296,6 +325,11 @@ COMMANDS: dict[str, Subcommand] = {
         "per-star posteriors of theta, distance and reddening (MAP+Laplace, PSIS, HMC/NUTS)",
         configure_infer,
         run_infer,
+    ),
+    "epistemic": Subcommand(
+        "weight uncertainty by SVI: store weight samples for a predictive spread",
+        configure_epistemic,
+        run_epistemic,
     ),
     "report": Subcommand(
         "figures of §5-6 (PNG), summary.json and a self-contained report.html",

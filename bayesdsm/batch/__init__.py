@@ -1,0 +1,52 @@
+"""Survey-scale inference on Dask: resumable, fault-tolerant, one file per partition.
+
+:func:`infer_partitions` runs the per-star engine (:mod:`bayesdsm.infer`) over every
+partition of a catalog directory (Parquet files, or a HATS catalog read through
+``hats``), on a Dask scheduler (``"sync"`` in-process, ``"local[:N]"``, or an address):
+
+* each partition is one task: read, infer, write ``OUT_DIR/partitions/<name>.parquet``
+  through a temporary file and ``os.replace`` (a killed worker leaves no partial file);
+* ``OUT_DIR/manifest.json`` (atomic) records what is done; re-running skips it, and also
+  adopts result files that a worker finished after its client died;
+* the model's bytes are scattered to every worker once (``broadcast=True``) and loaded
+  once per worker process; with fixed batch shapes the engine compiles once per process;
+* a bad partition (corrupt file, missing columns, engine error) fails alone, with its
+  name and reason in the :class:`BatchSummary`; the others finish.
+
+``bayesdsm infer MODEL CATALOG_DIR --out OUT_DIR --scheduler local:2`` is the command-line
+form (:func:`run_cli`). See ``docs/scaling.md`` for throughput and the path to many
+machines.
+"""
+
+from __future__ import annotations
+
+from bayesdsm.batch._cli import add_scheduler_arguments, run_cli
+from bayesdsm.batch._driver import (
+    DEFAULT_ENGINE,
+    BatchRun,
+    BatchSummary,
+    connect,
+    infer_partitions,
+    open_results,
+)
+from bayesdsm.batch._errors import BatchError
+from bayesdsm.batch._lsdb import open_results_lsdb
+from bayesdsm.batch._standin import standin_partition
+from bayesdsm.batch._store import Manifest, Partition, discover_partitions
+
+__all__ = [
+    "infer_partitions",
+    "open_results",
+    "open_results_lsdb",
+    "connect",
+    "BatchRun",
+    "BatchSummary",
+    "BatchError",
+    "Manifest",
+    "Partition",
+    "discover_partitions",
+    "standin_partition",
+    "add_scheduler_arguments",
+    "run_cli",
+    "DEFAULT_ENGINE",
+]

@@ -1,0 +1,49 @@
+"""Per-star posteriors p(θ, μ, E | photometry, parallax, reddening prior).
+
+Layers: :mod:`bayesdsm.priors` (pure log densities) → :class:`Posterior` (one star, JAX)
+and :func:`star_model` (NumPyro) → batched engines (:func:`find_modes`,
+:func:`importance_sample`, :func:`whitened_hmc`, :func:`whitened_nuts`) → drivers
+(:func:`infer_arrays` per partition, :func:`infer_catalog`, :func:`run_inference` with
+chunked, resumable output). The same code runs on GPU (JAX picks the device; set
+``JAX_PLATFORMS=cuda``), where larger ``batch_size`` pays.
+"""
+
+from bayesdsm.infer._config import InferConfig
+from bayesdsm.infer._driver import FLAGS, build_posterior, infer_arrays, star_arrays, star_keys
+from bayesdsm.infer._laplace import STARTS, LaplaceModes, find_modes
+from bayesdsm.infer._model import PARAMS, Posterior, StarArrays, star_model
+from bayesdsm.infer._run import infer_catalog, nuts_one_star, run_inference
+from bayesdsm.infer._sample import (
+    importance_sample,
+    mcmc_diagnostics,
+    psis,
+    whitened_hmc,
+    whitened_nuts,
+)
+from bayesdsm.infer._simulate import draw_prior_truth, simulate_stars
+
+__all__ = [
+    "InferConfig",
+    "FLAGS",
+    "PARAMS",
+    "STARTS",
+    "Posterior",
+    "StarArrays",
+    "LaplaceModes",
+    "star_model",
+    "build_posterior",
+    "star_arrays",
+    "star_keys",
+    "find_modes",
+    "importance_sample",
+    "psis",
+    "whitened_hmc",
+    "whitened_nuts",
+    "mcmc_diagnostics",
+    "infer_arrays",
+    "infer_catalog",
+    "run_inference",
+    "nuts_one_star",
+    "draw_prior_truth",
+    "simulate_stars",
+]

@@ -1,0 +1,98 @@
+"""Configuration of per-star inference (:class:`InferConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bayesdsm.errors import ConfigError
+
+__all__ = ["InferConfig"]
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Settings of :func:`bayesdsm.infer.infer_catalog` (JSON round trip via
+    :mod:`bayesdsm.config`).
+
+    Model and priors:
+        prior: ``"volume"`` (direction-free, p(d) ∝ d² e^(−d/L)) or ``"galactic"`` (brutus
+            thin/thick disk + halo with [Fe/H] per component; needs (l, b)).
+        theta_prior: ``"density"`` (the model's smoothed training density) or ``"flat"``.
+        volume_length_pc: L of the volume prior [pc].
+        density_floor, density_smooth: see
+            :meth:`bayesdsm.priors.ThetaDensityPrior.from_grid`.
+        ebv_max: upper edge of the flat reddening prior [mag] (stars without Ê, σ_E).
+        sigma_emu: per-band model error added in quadrature to σ_m [mag]: one number,
+            or one per band.
+        parallax_zero_point: subtracted from ϖ̂ [mas] (e.g. −0.017 for Gaia EDR3).
+        use_parallax: use every finite parallax (negative ones too); False ignores them.
+        min_bands: fewer observed bands flags the star ``prior_dominated``.
+    Sampling:
+        method: ``"auto"`` (MAP+Laplace → PSIS → whitened HMC → NUTS fallbacks),
+            ``"laplace"`` (MAP+Laplace+PSIS only, no MCMC), ``"hmc"`` (whitened HMC for
+            every star, NUTS fallback) or ``"nuts"`` (NUTS for every star).
+        n_starts: multi-start MAP starts (dwarf and giant branches; at most 8).
+        map_steps: damped-Newton iterations per start.
+        n_importance: Laplace-mixture proposal draws per star for PSIS.
+        n_chains, n_warmup, n_samples, n_leapfrog: whitened-HMC settings (per star).
+        nuts_warmup, nuts_samples, nuts_max_tree_depth: NUTS fallback settings.
+        ess_min, rhat_max, pareto_k_max: the convergence bar.
+        min_mode_weight: modes below this posterior mass are dropped; a star with ≥ 2
+            modes above it is flagged ``multimodal``.
+        chi2_max: χ²/dof above this at the MAP flags ``chi2``.
+        validity_min: training density below this at the MAP flags ``outside_validity``.
+        dtype: ``"float32"`` or ``"float64"``.
+        seed: global seed; per-star keys are derived from it and the star's id.
+        batch_size: stars per vectorised batch (memory); chunk_size: stars per output file.
+    """
+
+    prior: str = "volume"
+    theta_prior: str = "density"
+    volume_length_pc: float = 1350.0
+    density_floor: float = 1e-3
+    density_smooth: float = 1.0
+    ebv_max: float = 5.0
+    sigma_emu: float | tuple[float, ...] = 0.0
+    parallax_zero_point: float = 0.0
+    use_parallax: bool = True
+    min_bands: int = 4
+    method: str = "auto"
+    n_starts: int = 6
+    map_steps: int = 40
+    n_importance: int = 1024
+    n_chains: int = 4
+    n_warmup: int = 150
+    n_samples: int = 400
+    n_leapfrog: int = 5
+    nuts_warmup: int = 400
+    nuts_samples: int = 600
+    nuts_max_tree_depth: int = 6
+    ess_min: float = 200.0
+    rhat_max: float = 1.01
+    pareto_k_max: float = 0.7
+    min_mode_weight: float = 0.02
+    chi2_max: float = 5.0
+    validity_min: float = 1e-3
+    dtype: str = "float32"
+    seed: int = 0
+    batch_size: int = 2048
+    chunk_size: int = 2048
+
+    def __post_init__(self):
+        choices = {
+            "prior": ("volume", "galactic"),
+            "theta_prior": ("density", "flat"),
+            "method": ("auto", "laplace", "hmc", "nuts"),
+            "dtype": ("float32", "float64"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"InferConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        if not 1 <= self.n_starts <= 8:
+            raise ConfigError(f"InferConfig.n_starts must be in 1..8, got {self.n_starts}")
+        if self.n_chains < 2:
+            raise ConfigError("InferConfig.n_chains must be >= 2 (split R-hat needs chains)")
+        if isinstance(self.sigma_emu, list | tuple):
+            object.__setattr__(self, "sigma_emu", tuple(float(s) for s in self.sigma_emu))

@@ -1,0 +1,203 @@
+"""Top-level drivers: one star with NumPyro NUTS, a catalog in memory, a catalog to disk.
+
+:func:`run_inference` streams results: chunk ``k`` of ``chunk_size`` stars is written to
+``<parts>/chunk_<k>.parquet`` atomically (temporary file, then rename), and
+``<parts>/manifest.json`` records the config, the catalog size and the finished chunks.
+A rerun with the same config skips finished chunks, so an interrupted run resumes and
+loses nothing; the final table is the concatenation in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bayesdsm.infer._config import InferConfig
+from bayesdsm.infer._driver import build_posterior, infer_arrays, star_arrays
+from bayesdsm.infer._model import PARAMS, Posterior, StarArrays, star_model
+
+__all__ = ["infer_catalog", "run_inference", "nuts_one_star"]
+
+
+def nuts_one_star(
+    post: Posterior,
+    star: StarArrays,
+    *,
+    key=None,
+    num_warmup=500,
+    num_samples=500,
+    num_chains=2,
+    init_z=None,
+):
+    """NumPyro ``MCMC(NUTS)`` on one star (the reference path; slow per star).
+
+    Returns the :class:`numpyro.infer.MCMC` object (``get_samples()`` holds ``z`` and the
+    deterministic physical sites of :data:`PARAMS`).
+    """
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS, init_to_value
+
+    key = jax.random.PRNGKey(0) if key is None else key
+    star = StarArrays(*(jnp.asarray(a) for a in star))
+    kw = (
+        {}
+        if init_z is None
+        else {"init_strategy": init_to_value(values={"z": jnp.asarray(init_z)})}
+    )
+    mcmc = MCMC(
+        NUTS(star_model, dense_mass=True, **kw),
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method="sequential",
+        progress_bar=False,
+    )
+    mcmc.run(key, post, star)
+    return mcmc
+
+
+def _ids(catalog):
+    sid = np.asarray(catalog.source_id)
+    if sid.dtype.kind in "iu" and len(np.unique(sid)) == len(sid):
+        return sid.astype(np.int64)
+    return np.arange(len(catalog), dtype=np.int64)
+
+
+def _table(cols, catalog, rows):
+    from astropy.table import Table
+
+    t = Table()
+    t["source_id"] = np.asarray(catalog.source_id)[rows]
+    t["row"] = np.asarray(rows, np.int64)
+    for p in PARAMS:
+        for tag in ("p16", "p50", "p84"):
+            t[f"{p}_{tag}"] = cols[f"{p}_{tag}"]
+    for name in (
+        "rhat_max",
+        "ess_min",
+        "n_divergent",
+        "pareto_k",
+        "n_modes",
+        "mode_weight_2",
+        "chi2_dof",
+        "validity",
+        "converged",
+    ):
+        t[name] = cols[name]
+    t["method"] = cols["method"].astype(str)
+    t["flags"] = cols["flags"].astype(str)
+    return t
+
+
+def infer_catalog(model, catalog, config: InferConfig | None = None, *, theta_density=None):
+    """Posterior summaries for every star of ``catalog``, in input order (astropy Table).
+
+    Columns: ``source_id``, ``row``, ``<p>_p16/_p50/_p84`` for p in teff, logg, feh, mu,
+    dist_pc, ebv; ``rhat_max`` (NaN for PSIS stars: independent draws), ``ess_min``,
+    ``n_divergent``, ``pareto_k``, ``n_modes``, ``mode_weight_2``, ``chi2_dof``,
+    ``validity`` (training density at the MAP), ``converged``, ``method``
+    (psis/hmc/nuts) and ``flags`` (comma-separated, see :data:`FLAGS`).
+    """
+    from astropy.table import vstack
+
+    config = config or InferConfig()
+    post = build_posterior(model, config, theta_density)
+    stars, flags = star_arrays(catalog, config, getattr(post.emulator, "bands", None))
+    ids = _ids(catalog)
+    parts = []
+    for s in range(0, len(catalog), config.batch_size):
+        rows = np.arange(s, min(s + config.batch_size, len(catalog)))
+        cols = infer_arrays(post, stars.take(rows), ids[rows], config, [flags[r] for r in rows])
+        parts.append(_table(cols, catalog, rows))
+    return vstack(parts) if parts else _table({}, catalog, [])
+
+
+def _atomic_write(table, path: Path):
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    table.write(tmp, format="parquet", overwrite=True)
+    os.replace(tmp, path)
+
+
+def run_inference(
+    model,
+    catalog,
+    out,
+    config: InferConfig | None = None,
+    *,
+    theta_density=None,
+    idata_dir=None,
+    parts_dir=None,
+    log=print,
+):
+    """Infer every star and write the table ``out`` (format from its extension), streaming
+    chunks to ``parts_dir`` (default ``<out>.parts``) and resuming finished ones.
+
+    With ``idata_dir``, each chunk's equal-weight draws go to
+    ``idata_dir/chunk_<k>.nc`` as ArviZ InferenceData (dims chain=1, draw, star).
+    """
+    from astropy.table import Table, vstack
+
+    from bayesdsm.config import to_dict
+
+    config = config or InferConfig()
+    out = Path(out)
+    parts = Path(parts_dir) if parts_dir else out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    manifest_path = parts / "manifest.json"
+    cfg = to_dict(config)
+    n = len(catalog)
+    n_chunks = int(np.ceil(n / config.chunk_size))
+    manifest = {"config": cfg, "n_stars": n, "chunk_size": config.chunk_size, "done": []}
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("config") == cfg and old.get("n_stars") == n:
+            manifest["done"] = [
+                k for k in old.get("done", []) if (parts / f"chunk_{k:05d}.parquet").exists()
+            ]
+    post = build_posterior(model, config, theta_density)
+    stars, flags = star_arrays(catalog, config, getattr(post.emulator, "bands", None))
+    ids = _ids(catalog)
+    for k in range(n_chunks):
+        if k in manifest["done"]:
+            continue
+        rows = np.arange(k * config.chunk_size, min((k + 1) * config.chunk_size, n))
+        res = infer_arrays(
+            post,
+            stars.take(rows),
+            ids[rows],
+            config,
+            [flags[r] for r in rows],
+            keep_draws=400 if idata_dir else 0,
+        )
+        cols, draws = res if idata_dir else (res, None)
+        _atomic_write(_table(cols, catalog, rows), parts / f"chunk_{k:05d}.parquet")
+        if idata_dir:
+            _write_idata(draws, catalog, rows, Path(idata_dir) / f"chunk_{k:05d}.nc")
+        manifest["done"] = sorted(set(manifest["done"]) | {k})
+        tmp = manifest_path.with_name(".manifest.json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, manifest_path)
+        log(f"chunk {k + 1}/{n_chunks}: {len(rows)} stars")
+    table = vstack([Table.read(parts / f"chunk_{k:05d}.parquet") for k in range(n_chunks)])
+    fmt = {".parquet": "parquet", ".fits": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
+    table.write(out, format=fmt.get(out.suffix, None), overwrite=True)
+    return table
+
+
+def _write_idata(draws, catalog, rows, path: Path):
+    import arviz as az
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    post = {p: draws[None, :, :, j].transpose(0, 2, 1) for j, p in enumerate(PARAMS)}
+    idata = az.from_dict(
+        posterior=post,
+        coords={"star": np.asarray(catalog.source_id)[rows]},
+        dims={p: ["star"] for p in PARAMS},
+    )
+    tmp = path.with_name(f".{path.name}.tmp")
+    idata.to_netcdf(str(tmp))
+    os.replace(tmp, path)

@@ -1,0 +1,127 @@
+"""Throughput of per-star inference, all tiers in one run (compile time excluded).
+
+Stars are simulated from the released Green 2020 model (truth known): θ from the real
+dev stars, d ~ Gamma(3, 1.35 kpc), E ~ |N(0.2, 0.1)|, σ_m = 0.03, σ_ϖ = 0.05 mas.
+A star counts as "done" when it meets the bar (PSIS: k̂ ≤ 0.7 and ESS ≥ 200; MCMC:
+R̂ ≤ 1.01 and bulk/tail ESS ≥ 200 for every parameter) or is flagged multimodal.
+
+    BAYESDSM_GREEN2020_DIR=/work/shared/green2020 python benchmarks/bench_infer.py --n 10000
+
+Tiers: ``laplace`` (batched multi-start MAP + Laplace), ``auto`` (the batched engine:
+MAP+Laplace → PSIS → whitened HMC → NUTS), ``vmap_nuts`` (baseline: whitened NUTS vmapped
+over stars, 2 chains × (400 + 600)), ``mcmc_per_star`` (baseline: one numpyro MCMC per star).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+
+def _stars(post, n, rng, dev):
+    from bayesdsm.infer import simulate_stars
+
+    theta = dev[rng.integers(0, len(dev), n)]
+    mu = 5 * np.log10(rng.gamma(3.0, 1350.0, n) / 10)
+    ebv = np.abs(rng.normal(0.2, 0.1, n))
+    s = simulate_stars(post, theta, mu, ebv, rng)
+    return s._replace(
+        ebv=np.clip(ebv + 0.05 * rng.normal(size=n), 0, None), ebv_err=np.full(n, 0.05)
+    )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--batch", type=int, default=2048)
+    ap.add_argument("--n-baseline", type=int, default=64)
+    ap.add_argument("--n-per-star", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    import h5py
+    import jax
+    import jax.numpy as jnp
+
+    from bayesdsm.green2020 import load_green2020_density, load_green2020_emulator
+    from bayesdsm.infer import InferConfig, build_posterior, find_modes, infer_arrays, nuts_one_star
+    from bayesdsm.infer._driver import _run_mcmc
+
+    d = os.environ.get("BAYESDSM_GREEN2020_DIR", "/work/shared/green2020")
+    with h5py.File(os.path.join(d, "green2020_test_data_dev.h5")) as f:
+        dev = np.asarray(f["data"]["atm_param"], np.float64)
+    cfg = InferConfig(batch_size=args.batch)
+    post = build_posterior(
+        load_green2020_emulator(d, jnp.float32), cfg, theta_density=load_green2020_density(d)
+    )
+    rng = np.random.default_rng(0)
+    stars = _stars(post, args.n, rng, dev)
+    ids = np.arange(args.n)
+    res = {"n": args.n, "batch": args.batch, "cpu_count": os.cpu_count()}
+
+    def batches():
+        for s in range(0, args.n, args.batch):
+            yield np.arange(s, min(s + args.batch, args.n))
+
+    # --- tier: MAP + Laplace
+    from bayesdsm.infer._driver import _cast, _pad
+
+    def js(rows):
+        m = _pad(len(rows)) if len(rows) < args.batch else len(rows)
+        return _cast(
+            stars.take(np.concatenate([rows, np.full(m - len(rows), rows[0])])), post.dtype
+        )
+
+    jax.block_until_ready(find_modes(post, js(np.arange(args.batch)), cfg.n_starts, cfg.map_steps))
+    t = time.time()
+    for rows in batches():
+        jax.block_until_ready(find_modes(post, js(rows), cfg.n_starts, cfg.map_steps))
+    res["laplace_stars_per_s"] = round(args.n / (time.time() - t), 1)
+
+    # --- tier: the batched engine (warm-up compile on the first batch, then timed)
+    infer_arrays(post, stars.take(np.arange(min(args.batch, args.n))), ids[: args.batch], cfg)
+    t = time.time()
+    cols = [infer_arrays(post, stars.take(r), ids[r], cfg) for r in batches()]
+    dt = time.time() - t
+    flags = np.concatenate([c["flags"] for c in cols]).astype(str)
+    meth = np.concatenate([c["method"] for c in cols]).astype(str)
+    done = np.array([("not_converged" not in f) or ("multimodal" in f) for f in flags])
+    res["auto_stars_per_s"] = round(args.n / dt, 1)
+    res["auto_frac_done"] = round(float(done.mean()), 4)
+    res["auto_methods"] = {m: int((meth == m).sum()) for m in np.unique(meth)}
+    res["auto_frac_multimodal"] = round(float(np.mean(["multimodal" in f for f in flags])), 4)
+
+    # --- baseline: vmapped NUTS (whitened, from the MAP) on n_baseline stars
+    nb = args.n_baseline
+    rows = np.arange(nb)
+    sub = js(rows)
+    modes = find_modes(post, sub, cfg.n_starts, cfg.map_steps)
+    mass = np.exp(np.asarray(modes.log_weight, np.float64))
+    from bayesdsm.infer import star_keys
+
+    keys = star_keys(0, np.arange(len(rows)))
+    ncfg = InferConfig(n_chains=2, nuts_warmup=400, nuts_samples=600)
+    _run_mcmc("nuts", post, sub, modes, mass, keys, ncfg, np.arange(8))  # compile
+    t = time.time()
+    _, ok, *_ = _run_mcmc("nuts", post, sub, modes, mass, keys, ncfg, np.arange(nb))
+    res["vmap_nuts_stars_per_s"] = round(nb / (time.time() - t), 2)
+    res["vmap_nuts_frac_ok"] = round(float(np.mean(ok)), 3)
+
+    # --- baseline: one numpyro MCMC per star
+    t = time.time()
+    for i in range(args.n_per_star):
+        star = jax.tree_util.tree_map(lambda a, i=i: jnp.asarray(a)[i], sub)
+        nuts_one_star(post, star, num_warmup=500, num_samples=500, init_z=modes.z[i, 0])
+    res["mcmc_per_star_stars_per_s"] = round(args.n_per_star / (time.time() - t), 3)
+    res["speedup_auto_vs_vmap_nuts"] = round(
+        res["auto_stars_per_s"] / res["vmap_nuts_stars_per_s"], 1
+    )
+    print(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Per-star inference: model, batched engines, weights of modes, drivers, CLI, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesdsm import infer
+from bayesdsm.infer import InferConfig
+
+FAST = dict(
+    n_starts=3,
+    map_steps=20,
+    n_importance=256,
+    n_warmup=40,
+    n_samples=60,
+    nuts_warmup=40,
+    nuts_samples=60,
+    batch_size=16,
+    chunk_size=4,
+)
+
+
+@pytest.fixture(scope="module")
+def setup(green2020_dir):
+    from bayesdsm.green2020 import load_green2020_density, load_green2020_emulator
+
+    emu = load_green2020_emulator(green2020_dir, jnp.float32)
+    dens = load_green2020_density(green2020_dir)
+    return emu, dens
+
+
+def _catalog(post, n, rng):
+    from bayesdsm.catalog import Catalog
+
+    theta, mu, ebv = infer.draw_prior_truth(post, n, rng)
+    s = infer.simulate_stars(post, theta, mu, ebv, rng)
+    mag = np.where(s.mask, s.mag, np.nan)
+    nb = mag.shape[1]
+    return (
+        Catalog(
+            bands=post.emulator.bands,
+            theta=np.full((n, 3), np.nan),
+            theta_cov=np.full((n, 3, 3), np.nan),
+            mag=mag,
+            mag_err=np.sqrt(s.var),
+            observed=np.asarray(s.mask),
+            parallax=s.plx,
+            parallax_err=s.plx_err,
+            parallax_ok=np.ones(n, bool),
+            ebv=s.ebv,
+            ebv_err=s.ebv_err,
+            survey=np.array(["sim"] * n),
+            source_id=np.arange(100, 100 + n, dtype=np.int64),
+            extra={"true_teff": theta[:, 0]},
+        ),
+        theta,
+        nb,
+    )
+
+
+def test_posterior_z_roundtrip_and_fold(setup):
+    emu, dens = setup
+    post = infer.build_posterior(emu, InferConfig(), theta_density=dens)
+    z = post.z_from(jnp.asarray([5800.0, 4.4, 0.0]), 10.0, 0.3)
+    phys = post.physical(z)
+    np.testing.assert_allclose(
+        np.asarray(phys)[[0, 1, 2, 3, 5]], [5800, 4.4, 0, 10, 0.3], rtol=1e-5, atol=1e-4
+    )
+    star = infer.simulate_stars(post, [[5800, 4.4, 0]], [10.0], [0.3], np.random.default_rng(0))
+    star = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], star)
+    # the folded target is symmetric in e
+    assert float(post(z, star)) == pytest.approx(float(post(z.at[4].multiply(-1), star)), rel=1e-6)
+
+
+class _Mixture(eqx.Module):
+    """Toy 5-d target: 0.3 N(a, A) + 0.7 N(b, B) (exact mode weights)."""
+
+    a: jax.Array
+    b: jax.Array
+
+    def __call__(self, z, star):
+        la = jnp.log(0.3) - 0.5 * jnp.sum(((z - self.a) / 0.2) ** 2) - 5 * jnp.log(0.2)
+        lb = jnp.log(0.7) - 0.5 * jnp.sum(((z - self.b) / 0.5) ** 2) - 5 * jnp.log(0.5)
+        return jnp.logaddexp(la, lb)
+
+
+def test_mode_weights_bimodal_exact(key):
+    a = jnp.asarray([-2.0, 0, 0, 0, 1.5])
+    b = jnp.asarray([2.0, 1, 0, 0, 1.5])
+    post = _Mixture(a, b)
+    z = jnp.stack([a, b])
+    sd = jnp.asarray([0.2, 0.5])
+    scale = jax.vmap(lambda s: s * jnp.eye(5))(sd)
+    inv = jax.vmap(lambda s: jnp.eye(5) / s)(sd)
+    lw = jnp.log(jnp.asarray([0.5, 0.5]))
+    modes = infer.LaplaceModes(
+        z[None],
+        jnp.zeros((1, 2)),
+        scale[None],
+        inv[None],
+        lw[None],
+        jnp.ones((1, 2), bool),
+        jnp.ones(1, bool),
+    )
+    x, logw, assign = infer.importance_sample(post, None, modes, key[None], 4000)
+    slw, k, ess = infer.psis(logw)
+    w = np.exp(slw[0])
+    mass_b = float(np.sum(w * (np.asarray(assign)[0] == 1)))
+    assert mass_b == pytest.approx(0.7, abs=0.03)
+    assert k[0] < 0.7 and ess[0] > 1000
+
+
+def test_psis_khat_known():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 2000))
+    _, k_good, _ = infer.psis(-0.5 * (x / 1.2) ** 2 + 0.5 * x**2)  # wider target: light tail
+    _, k_bad, _ = infer.psis(-0.5 * (x / 3.0) ** 2 + 0.5 * x**2)  # much wider: heavy
+    assert np.median(k_good) < 0.5 < np.median(k_bad)
+
+
+def test_infer_catalog_bad_input_and_order(setup, tmp_path):
+    emu, dens = setup
+    cfg = InferConfig(theta_prior="flat", method="laplace", **FAST)
+    post = infer.build_posterior(emu, cfg)
+    rng = np.random.default_rng(3)
+    cat, theta, nb = _catalog(post, 8, rng)
+    mag = cat.mag.copy()
+    mag[1, 3] = np.inf  # non-finite magnitude
+    mag[2, 1:] = np.nan  # one band only: prior-dominated
+    plx = cat.parallax.copy()
+    plx[3] = -0.5  # a negative parallax is data
+    obs = cat.observed.copy()
+    obs[2, 1:] = False
+    cat = cat.replace(mag=mag, parallax=plx, observed=obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tab = infer.infer_catalog(emu, cat, cfg)
+    assert list(tab["source_id"]) == list(cat.source_id)
+    assert "nonfinite_input" in tab["flags"][1]
+    assert "prior_dominated" in tab["flags"][2]
+    cols = [f"{p}_{q}" for p in infer.PARAMS for q in ("p16", "p50", "p84")]
+    assert all(np.all(np.isfinite(tab[c])) for c in cols)
+    ok = [0, 4, 5, 6, 7]
+    assert np.median(np.abs(tab["teff_p50"][ok] - theta[ok, 0])) < 300
+
+
+def test_partition_invariance_and_resume(setup, tmp_path):
+    emu, _ = setup
+    cfg = InferConfig(theta_prior="flat", method="laplace", **FAST)
+    post = infer.build_posterior(emu, cfg)
+    cat, _, _ = _catalog(post, 8, np.random.default_rng(4))
+    stars, flags = infer.star_arrays(cat, cfg)
+    ids = np.asarray(cat.source_id)
+    whole = infer.infer_arrays(post, stars, ids, cfg, flags)
+    half = infer.infer_arrays(post, stars.take(np.arange(4, 8)), ids[4:], cfg, flags[4:])
+    np.testing.assert_allclose(whole["teff_p50"][4:], half["teff_p50"], rtol=1e-5)
+    out = tmp_path / "res.parquet"
+    t1 = infer.run_inference(emu, cat, out, cfg, log=lambda m: None)
+    (tmp_path / "res.parquet.parts" / "chunk_00001.parquet").unlink()
+    msgs = []
+    t2 = infer.run_inference(emu, cat, out, cfg, log=msgs.append)
+    assert msgs == ["chunk 2/2: 4 stars"]  # only the lost chunk was redone
+    np.testing.assert_allclose(t1["teff_p50"], t2["teff_p50"])
+
+
+def test_nuts_one_star_numpyro(setup):
+    emu, dens = setup
+    cfg = InferConfig()
+    post = infer.build_posterior(emu, cfg, theta_density=dens)
+    rng = np.random.default_rng(5)
+    s = infer.simulate_stars(post, [[5000.0, 3.0, -0.2]], [9.0], [0.2], rng)
+    star = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], s)
+    z0 = post.z_from(jnp.asarray([5000.0, 3.0, -0.2]), 9.0, 0.2)
+    mcmc = infer.nuts_one_star(post, star, num_warmup=150, num_samples=150, init_z=z0)
+    teff = np.asarray(mcmc.get_samples()["teff"])
+    assert abs(np.median(teff) - 5000) < 250
+
+
+@pytest.mark.slow
+def test_calibration_and_sbc(setup):
+    """Central 68/95% intervals cover prior-drawn truth 68±3% / 95±2% (flat θ prior)."""
+    emu, _ = setup
+    box = ((4000.0, 2.0, -1.0), (6500.0, 4.8, 0.3))
+    cfg = InferConfig(theta_prior="flat", batch_size=512)
+    post = infer.build_posterior(emu, cfg)
+    post = eqx.tree_at(
+        lambda p: (p.theta_lo, p.theta_hi),
+        post,
+        (jnp.asarray(box[0], jnp.float32), jnp.asarray(box[1], jnp.float32)),
+    )
+    rng = np.random.default_rng(11)
+    n = 1000
+    theta, mu, ebv = infer.draw_prior_truth(post, n, rng, box=box)
+    stars = infer.simulate_stars(post, theta, mu, ebv, rng, mag_err=0.05, plx_err=0.2)
+    res, draws = infer.infer_arrays(post, stars, np.arange(n), cfg, keep_draws=400)
+    truth = np.column_stack([theta, mu, ebv])
+    ranks = np.sum(draws[:, :, [0, 1, 2, 3, 5]] < truth[:, None, :], axis=1)
+    lo68, hi68 = np.percentile(draws[:, :, [0, 1, 2, 3, 5]], [16, 84], axis=1)
+    cover = np.mean((truth > lo68) & (truth < hi68), axis=0)
+    assert np.all(np.abs(cover - 0.68) < 0.03 + 0.03), cover
+    hist = np.stack([np.histogram(ranks[:, j], bins=10, range=(0, 400))[0] for j in range(5)])
+    from scipy.stats import chisquare
+
+    assert np.all(chisquare(hist, axis=1).pvalue > 1e-3), hist
+
+
+def test_cli_infer_smoke(green2020_dir, tmp_path, capsys):
+    from bayesdsm.catalog import write_catalog
+    from bayesdsm.cli import main
+    from bayesdsm.green2020 import load_green2020_emulator
+
+    model = tmp_path / "g20.model"
+    assert main(["import-green2020", str(green2020_dir), "--out", str(model)]) == 0
+    emu = load_green2020_emulator(green2020_dir, jnp.float32)
+    post = infer.build_posterior(emu, InferConfig(theta_prior="flat"))
+    cat, _, _ = _catalog(post, 4, np.random.default_rng(6))
+    path = write_catalog(cat, tmp_path / "cat.parquet")
+    out = tmp_path / "post.parquet"
+    args = [
+        "infer",
+        str(model),
+        str(path),
+        "--out",
+        str(out),
+        "--method",
+        "laplace",
+        "--chunk",
+        "4",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(args) == 0
+    from astropy.table import Table
+
+    t = Table.read(out)
+    assert len(t) == 4 and "teff_p50" in t.colnames and "flags" in t.colnames
