@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(BIN)/bayesdsm demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
 
 test-full: $(STAMP)
-	BAYESDSM_FULL_TESTS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	BAYESDSM_FULL_TESTS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

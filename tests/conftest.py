@@ -45,3 +45,16 @@ def green2020_dir() -> Path:
     if not d or not Path(d).is_dir():
         pytest.skip(f"needs the released Green 2020 files: {GREEN2020_HOWTO}")
     return Path(d)
+
+
+def pytest_configure(config):
+    # A persistent XLA compilation cache shared by the xdist workers and notebook kernels
+    # of one run: the same small programs are compiled in several processes.
+    cache = Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs",
+        float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+    )
