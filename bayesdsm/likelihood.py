@@ -39,6 +39,8 @@ __all__ = [
     "colour_scores",
     "frozen_whitening",
     "chi2_whitened",
+    "model_jacobians",
+    "rebuild_star",
 ]
 
 LN10_5 = 5.0 / np.log(10.0)
@@ -246,3 +248,56 @@ def chi2_whitened(emu: Emulator, star: StarData, W):
     r = residual(m, star)
     dinv = star.mask / star.mag_err**2
     return jnp.sum(dinv * r**2) - jnp.sum((W.T @ r) ** 2)
+
+
+def model_jacobians(emu: Emulator, theta):
+    """(M, R, ∂M/∂θ, ∂R/∂θ) of one star from ONE forward-mode Jacobian pass.
+
+    M are the zero-extinction magnitudes; for any reddening E the Jacobian of M + E R is
+    ∂M/∂θ + E ∂R/∂θ, so a reddening update and the covariance at the new E can share it.
+    """
+
+    def f(t):
+        bm, R = emu(t)
+        out = (_bm_to_m(bm), R)
+        return out, out
+
+    (dM, dR), (M, R) = jax.jacfwd(f, has_aux=True)(theta)
+    return M, R, dM, dR
+
+
+def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
+    """The end-of-iteration pass of §4 for one star with a single Jacobian.
+
+    Equivalent to :func:`reddening_posterior` (Eq. 8-9), then clipping ⟨E′⟩ to
+    [lo, hi] and flooring σ²_E′ at floor² + (frac E′)², then :func:`frozen_whitening`
+    and :func:`chi2_whitened` at (E′, σ_E′) — but J is computed once and reused
+    (J = ∂M/∂θ for the reddening posterior, ∂M/∂θ + E′ ∂R/∂θ for the new covariance).
+
+    Args:
+        consts: (lo, hi, floor, frac).
+
+    Returns:
+        (E′, σ_E′, W, χ², R) with W the frozen whitening at E′ and R = R(θ̂).
+    """
+    lo, hi, floor, frac = consts
+    M, R, dM, dR = model_jacobians(emu, star.theta)
+    # Eq. 8-9: m_pred = M + μ̂, C_pred without the R direction (Ê = σ_E = 0)
+    r0 = residual(M, star)
+    cov0 = lowrank_cov(
+        dM, star.theta_chol, jnp.zeros_like(R), jnp.ones_like(star.ebv_err), star.sigma_mu,
+        star.has_parallax, star.mag_err, star.mask,
+    )  # fmt: skip
+    q = quadform(cov0, jnp.stack([R * star.mask, r0], axis=1))
+    prec = q[0, 0] + 1.0 / prior_err**2
+    e = jnp.clip((prior_mean / prior_err**2 + q[0, 1]) / prec, lo, hi)
+    var = jnp.maximum(1.0 / prec, floor**2 + (frac * e) ** 2)
+    e_err = jnp.sqrt(var)
+    cov = lowrank_cov(
+        dM + e * dR, star.theta_chol, R, e_err, star.sigma_mu, star.has_parallax,
+        star.mag_err, star.mask,
+    )  # fmt: skip
+    W = whiten(cov)
+    r = residual(M + e * R, star)
+    chi = jnp.sum(cov.dinv * r**2) - jnp.sum((W.T @ r) ** 2)
+    return e, e_err, W, chi, R

@@ -66,7 +66,7 @@ from bayesdsm.likelihood import (
     StarData,
     chi2_whitened,
     frozen_whitening,
-    reddening_posterior,
+    rebuild_star,
     stardata_from_catalog,
 )
 from bayesdsm.model import (
@@ -367,23 +367,37 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-@partial(jax.jit, static_argnames=("svi", "n_total", "n_plate"))
-def _run_epoch(svi, template, state, stars, W, batches, *, n_total, n_plate):
-    """One epoch: ``lax.scan`` of ``svi.update`` over the rows of ``batches``.
+@partial(jax.jit, static_argnames=("svi", "n_plate"))
+def _run_epoch(svi, template, state, stars, W, batches, n_steps, n_total, *, n_plate):
+    """One epoch: ``lax.scan`` of ``svi.update`` over the first ``n_steps`` rows of
+    ``batches``.
 
-    A step whose loss or new parameters are not finite is not applied; neither is any
-    later step. Returns (state, losses, index of the first bad step or -1).
+    ``batches`` is padded to a fixed number of rows and ``n_steps`` and ``n_total`` (the
+    active stars) are traced, so the χ² exclusions changing between iterations do not
+    recompile the epoch. A step whose loss or new parameters are not finite is not
+    applied; neither is any later step. Returns (state, losses, index of the first bad
+    step or -1); the losses of the padding rows are 0.
     """
 
-    def step(carry, idx):
-        st, bad = carry
+    def update(st, idx):
         b = jax.tree_util.tree_map(lambda a: a[idx], stars)
         new, loss = svi.update(st, template, b, W[idx], idx, n_total=n_total, n_plate=n_plate)
-        ok = jnp.logical_and(~bad, jnp.isfinite(loss)) & _all_finite(new.optim_state)
+        return new, loss, jnp.isfinite(loss) & _all_finite(new.optim_state)
+
+    def skip(st, idx):
+        del idx
+        return st, jnp.zeros((), W.dtype), jnp.asarray(True)
+
+    def step(carry, xs):
+        st, bad = carry
+        i, idx = xs
+        new, loss, ok = jax.lax.cond(i < n_steps, update, skip, st, idx)
+        ok = jnp.logical_and(~bad, ok)
         st = jax.tree_util.tree_map(lambda x, y: jnp.where(ok, x, y), new, st)
         return (st, bad | ~ok), (loss, ok)
 
-    (state, _), (losses, oks) = jax.lax.scan(step, (state, jnp.asarray(False)), batches)
+    steps = jnp.arange(batches.shape[0])
+    (state, _), (losses, oks) = jax.lax.scan(step, (state, jnp.asarray(False)), (steps, batches))
     first_bad = jnp.where(jnp.all(oks), -1, jnp.argmin(oks))
     return state, losses, first_bad
 
@@ -404,18 +418,11 @@ def _loss_chunk(emu, stars, W):
 
 @jax.jit
 def _rebuild_chunk(emu, stars, prior_mean, prior_err, consts):
-    """Reddening update (clipped, floored), rebuilt W and χ² of a chunk (§4 step 3)."""
-    lo, hi, floor, frac = consts
-    mean, var = jax.vmap(reddening_posterior, in_axes=(None, 0, 0, 0))(
-        emu, stars, prior_mean, prior_err
+    """Reddening update (clipped, floored), rebuilt W and χ² of a chunk (§4 step 3),
+    with one Jacobian per star (:func:`bayesdsm.likelihood.rebuild_star`)."""
+    return jax.vmap(rebuild_star, in_axes=(None, 0, 0, 0, None))(
+        emu, stars, prior_mean, prior_err, consts
     )
-    e = jnp.clip(mean, lo, hi)
-    var = jnp.maximum(var, floor**2 + (frac * e) ** 2)
-    s = stars._replace(ebv=e, ebv_err=jnp.sqrt(var))
-    W = jax.vmap(frozen_whitening, in_axes=(None, 0))(emu, s)
-    chi = jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, s, W)
-    R = jax.vmap(lambda t: emu(t)[1])(stars.theta)
-    return e, jnp.sqrt(var), W, chi, R
 
 
 def _chunked(fn, n: int, chunk: int, *trees):
@@ -613,6 +620,7 @@ def train(
     progress: bool = False,
     cut_report=None,
     stop_after: int | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train an emulator on a prepared catalog by the §4 procedure.
 
@@ -625,6 +633,9 @@ def train(
         progress: show tqdm bars (per iteration and per epoch) on stderr.
         cut_report: the :class:`~bayesdsm.cuts.CutReport`, to name the rules in errors.
         stop_after: stop after this many iterations in total (for tests and benchmarks).
+        deadline: a :func:`time.time` after which no new iteration is started if the
+            last one's duration says it would not finish in time (long benchmarks); the
+            schedule (learning rates, thresholds) stays that of ``config``.
 
     Returns:
         A :class:`TrainResult`.
@@ -704,6 +715,7 @@ def train(
     stars_cur = stars._replace(ebv=state.ebv.astype(dtype), ebv_err=state.ebv_err.astype(dtype))
     last = config.n_iterations if stop_after is None else min(stop_after, config.n_iterations)
     t_start = time.perf_counter()
+    cache: dict = {}
     from tqdm.auto import tqdm
 
     outer = tqdm(
@@ -716,9 +728,13 @@ def train(
     )
     try:
         while state.iteration < last:
+            if deadline is not None and state.history:
+                dur = state.history[-1]["time_epochs_s"] + state.history[-1]["time_rebuild_s"]
+                if time.time() + 1.1 * dur > deadline:
+                    break
             state, stars_cur = _iteration(
                 state, stars, stars_cur, fitter, config, base_key, split, train_idx, val_idx,
-                prior_mean, prior_err, dof, cat, progress,
+                prior_mean, prior_err, dof, cat, progress, cache,
             )  # fmt: skip
             state.history[-1]["elapsed_s"] = time.perf_counter() - t_start
             if ckpt is not None:
@@ -786,8 +802,12 @@ def _validity(cat, stars, train_idx, excluded):
 
 
 def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_idx, val_idx,
-               prior_mean, prior_err, dof, cat, progress):  # fmt: skip
-    """Run iteration ``state.iteration``; return the new state and the updated StarData."""
+               prior_mean, prior_err, dof, cat, progress, cache):  # fmt: skip
+    """Run iteration ``state.iteration``; return the new state and the updated StarData.
+
+    ``cache`` carries the rebuilt whitening W of all stars (key ``"W"``) to the next
+    iteration (key ``"iteration"``), so each iteration computes the Jacobians once.
+    """
     from tqdm.auto import tqdm
 
     k = state.iteration
@@ -795,12 +815,27 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     chunk = config.chunk_size
     emu_prev = _emulator_of(fitter, state.svi_state)
     first = k == 0
-    # 1. frozen covariances (marginal, at θ̂) for training and evaluation
+    consts = jnp.asarray(
+        [config.ebv_range[0], config.ebv_range[1], config.ebv_err_floor, config.ebv_err_frac],
+        dtype,
+    )
+    # 1. frozen covariances (marginal, at θ̂) for training and evaluation. After
+    # iteration 0 they are the previous rebuild's (same network, same E′); after a
+    # resume that rebuild is repeated (same jitted pass, same inputs: same bits).
     fit_idx = np.concatenate([train_idx, val_idx])
-    W_eval = _chunked(
-        lambda s: _whiten_chunk(emu_prev, s, gradients=not first, extinction=not first),
-        fit_idx.size, chunk, _take(stars_cur, fit_idx),
-    )  # fmt: skip
+    if first:
+        W_eval = _chunked(
+            lambda s: _whiten_chunk(emu_prev, s, gradients=False, extinction=False),
+            fit_idx.size, chunk, _take(stars_cur, fit_idx),
+        )  # fmt: skip
+    else:
+        if cache.get("iteration") != k:
+            cache["W"] = _chunked(
+                lambda s, m, e_: _rebuild_chunk(emu_prev, s, m, e_, consts)[2],
+                len(stars.mag), chunk, stars, prior_mean, prior_err,
+            )  # fmt: skip
+        W_eval = cache.pop("W")[fit_idx]
+        cache.clear()
     W_train = W_eval[: train_idx.size]
     W_val = W_eval[train_idx.size :]
     stars_train = _take(stars_cur, train_idx)
@@ -828,6 +863,9 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
             f"{rule}; check the reddening errors and the photometry"
         )
     batch = min(config.batch_size, active.size)
+    # a fixed number of minibatch rows per epoch (that of all training stars), so that
+    # the epoch compiles once for the run, not once per iteration
+    n_rows = -(-train_idx.size // batch)
     lr = learning_rate(config, k)
     svi_state = _set_lr(state.svi_state, lr)
     stars_dev = jax.tree_util.tree_map(jnp.asarray, stars_train)
@@ -842,10 +880,14 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     t_epochs = time.perf_counter()
     for e in inner:
         batches = _batches(config.seed, k, e, active, batch)
+        n_steps = batches.shape[0]
+        padded = np.concatenate([batches, np.repeat(batches[-1:], n_rows - n_steps, axis=0)])
         new_state, losses, bad = _run_epoch(
-            fitter.svi, fitter.template, svi_state, stars_dev, W_dev, jnp.asarray(batches),
-            n_total=int(active.size), n_plate=int(train_idx.size),
+            fitter.svi, fitter.template, svi_state, stars_dev, W_dev, jnp.asarray(padded),
+            jnp.asarray(n_steps, jnp.int32), jnp.asarray(active.size, dtype),
+            n_plate=int(train_idx.size),
         )  # fmt: skip
+        losses = np.asarray(losses)[:n_steps]
         bad = int(bad)
         if bad >= 0:
             bad_rows = train_idx[batches[bad]]
@@ -875,14 +917,11 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     val_loss = _eval_loss(fitter, svi_state, stars_val, W_val, val_keep, config)
     # 2-4. reddening update, rebuilt covariances, χ²/dof, exclusions
     emu = _emulator_of(fitter, svi_state)
-    consts = jnp.asarray(
-        [config.ebv_range[0], config.ebv_range[1], config.ebv_err_floor, config.ebv_err_frac],
-        dtype,
-    )
-    ebv, ebv_err, _, chi, R = _chunked(
+    ebv, ebv_err, cache["W"], chi, R = _chunked(
         lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts),
         len(stars.mag), chunk, stars, prior_mean, prior_err,
     )  # fmt: skip
+    cache["iteration"] = k + 1
     t_rebuild = time.perf_counter() - t_rebuild
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2_dof = np.where(dof > 0, chi / np.where(dof > 0, dof, 1.0), 0.0)

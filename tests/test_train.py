@@ -221,6 +221,34 @@ def test_deterministic_and_resume_in_process(cat, run, tmp_path):
     np.testing.assert_array_equal(full.ebv, run.ebv)
 
 
+def test_rebuild_star_matches_separate_passes(cat, run):
+    """One Jacobian per star gives the same E′, σ_E′, W and χ² as the separate passes."""
+    from bayesdsm.likelihood import (
+        chi2_whitened,
+        frozen_whitening,
+        rebuild_star,
+        reddening_posterior,
+        stardata_from_catalog,
+    )
+
+    stars = jax.tree_util.tree_map(lambda a: jnp.asarray(a[:50]), stardata_from_catalog(cat))
+    emu, consts = run.emulator, jnp.asarray([0.0, 10.0, 0.02, 0.1], jnp.float32)
+    e, e_err, W, chi, R = jax.vmap(rebuild_star, (None, 0, 0, 0, None))(
+        emu, stars, stars.ebv, stars.ebv_err, consts
+    )
+    mean, var = jax.vmap(reddening_posterior, (None, 0, 0, 0))(emu, stars, stars.ebv, stars.ebv_err)
+    e_ref = jnp.clip(mean, 0.0, 10.0)
+    err_ref = jnp.sqrt(jnp.maximum(var, 0.02**2 + (0.1 * e_ref) ** 2))
+    np.testing.assert_allclose(e, e_ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(e_err, err_ref, rtol=1e-4, atol=1e-6)
+    s = stars._replace(ebv=e, ebv_err=e_err)
+    W_ref = jax.vmap(frozen_whitening, (None, 0))(emu, s)
+    chi_ref = jax.vmap(chi2_whitened, (None, 0, 0))(emu, s, W_ref)
+    np.testing.assert_allclose(W, W_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(W_ref).max()))
+    np.testing.assert_allclose(chi, chi_ref, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(R, jax.vmap(lambda t: emu(t)[1])(stars.theta), rtol=1e-6)
+
+
 def test_resume_refuses_other_config(cat, tmp_path):
     ckpt = tmp_path / "c.npz"
     train(cat, TINY, checkpoint=ckpt, stop_after=1)
