@@ -258,10 +258,17 @@ def predict_table(model, theta, ebv=None, *, chunk: int = 8192) -> dict[str, np.
                     cols[f"validity_{name}"] = np.asarray(
                         validity_at(model.validity_grid, theta, name)
                     )
-            draws = [columns_of(em.astype(jnp.float64)) for em in model.epistemic_emulators()]
-            if draws:
-                for k in pred:
-                    cols[f"spread_{k}"] = np.std(np.stack([d[k] for d in draws]), axis=0, ddof=1)
+            if model.epistemic:
+                from bayesdsm.epistemic import predictive_spread
+
+                sp = predictive_spread(model, theta, e, chunk=chunk)
+                for i, c in enumerate(comps):
+                    cols[f"spread_{c}"] = sp["BM_std"][:, i]
+                for i, b in enumerate(bands):
+                    cols[f"spread_R_{b}"] = sp["R_std"][:, i]
+                if e is not None:
+                    for i, c in enumerate(comps):
+                        cols[f"spread_{c}_red"] = sp["red_std"][:, i]
     return cols
 
 
