@@ -43,6 +43,7 @@ _SUBMODULES = (
     "demo",
     "diagnostics",
     "emulator",
+    "epistemic",
     "errors",
     "infer",
     "likelihood",
