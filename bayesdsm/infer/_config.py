@@ -36,6 +36,10 @@ class InferConfig:
         n_importance: Laplace-mixture proposal draws per star for PSIS.
         n_chains, n_warmup, n_samples, n_leapfrog: whitened-HMC settings (per star).
         nuts_warmup, nuts_samples, nuts_max_tree_depth: NUTS fallback settings.
+        escalate: stars that still fail the bar after NUTS and whose multi-start MAP
+            found a single mode get one longer NUTS run (``nuts_long_*`` settings);
+            stars with ≥ 2 distinct modes are flagged ``multimodal`` instead.
+        nuts_long_warmup, nuts_long_samples, nuts_long_max_tree_depth: that run.
         ess_min, rhat_max, pareto_k_max: the convergence bar.
         min_mode_weight: modes below this posterior mass are dropped; a star with ≥ 2
             modes above it is flagged ``multimodal``.
@@ -67,6 +71,10 @@ class InferConfig:
     nuts_warmup: int = 400
     nuts_samples: int = 600
     nuts_max_tree_depth: int = 6
+    escalate: bool = True
+    nuts_long_warmup: int = 800
+    nuts_long_samples: int = 1500
+    nuts_long_max_tree_depth: int = 8
     ess_min: float = 200.0
     rhat_max: float = 1.01
     pareto_k_max: float = 0.7

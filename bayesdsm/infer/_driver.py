@@ -10,8 +10,11 @@ Tiers of ``method="auto"``: (1) multi-start MAP + Laplace per mode; (2) PSIS imp
 sampling from a Student-t mixture over the modes, accepted where k̂ ≤ 0.7 and ESS ≥ 200;
 (3) whitened fixed-length HMC (chains split over the modes) for the rest, accepted where
 R̂ ≤ 1.01 and bulk/tail ESS ≥ 200 within every mode; (4) whitened NUTS for what is left;
-stars still failing are flagged ``not_converged``. Modes are weighted by their importance
-mass (Laplace evidence where PSIS fails).
+(5) the convergence rule for stars still failing: if the multi-start MAP found ≥ 2
+distinct modes the star is flagged ``multimodal`` (its draws weighted by the modes'
+importance mass, Laplace evidence where PSIS fails); otherwise it gets one longer NUTS
+run (``nuts_long_*``) and is flagged ``not_converged`` if that fails too. The
+``converged`` column says whether the star met the bar.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ FLAGS = (
     "prior_dominated",  # fewer than ``min_bands`` bands
     "outside_validity",  # training density at the MAP < validity_min
     "chi2",  # χ²/dof at the MAP > chi2_max
-    "multimodal",  # ≥ 2 modes each with ≥ min_mode_weight of the mass
-    "not_converged",  # no tier met the ESS/R̂ (or PSIS) bar
+    "multimodal",  # ≥ 2 modes with ≥ min_mode_weight, or failed the bar with ≥ 2 modes
+    "not_converged",  # one mode, and even the longer NUTS run failed the ESS/R̂ bar
     "map_not_converged",  # no start reached a local maximum
 )
 
@@ -199,7 +202,10 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     chain_mode = np.where(two[:, None] & (np.arange(c)[None] >= c // 2), top[:, 1:2], top[:, :1])
     zc = np.take_along_axis(np.asarray(modes.z)[sel], chain_mode[..., None], 1)
     sc = np.take_along_axis(np.asarray(modes.scale)[sel], chain_mode[..., None, None], 1)
-    ks = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, 7), c))(jnp.asarray(keys[sel]))
+    salt = {"hmc": 7, "nuts": 7, "nuts_long": 11}[kind]
+    ks = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, salt), c))(
+        jnp.asarray(keys[sel])
+    )
     sub = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[sel], stars)
     dtype = post.dtype
     if kind == "hmc":
@@ -214,15 +220,16 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
             config.n_leapfrog,
         )
     else:
+        long = kind == "nuts_long"
         zs, _, ndiv, _ = whitened_nuts(
             post,
             sub,
             jnp.asarray(zc, dtype),
             jnp.asarray(sc, dtype),
             ks,
-            config.nuts_warmup,
-            config.nuts_samples,
-            config.nuts_max_tree_depth,
+            config.nuts_long_warmup if long else config.nuts_warmup,
+            config.nuts_long_samples if long else config.nuts_samples,
+            config.nuts_long_max_tree_depth if long else config.nuts_max_tree_depth,
         )
     phys = np.asarray(jax.vmap(jax.vmap(jax.vmap(post.physical)))(zs), np.float64)[:n]
     chain_mode, two = chain_mode[:n], two[:n]
@@ -322,31 +329,50 @@ def infer_arrays(
     if keep_draws and len(i):
         for r in i:
             draws[r] = phys_is[r, rng.choice(w.shape[1], keep_draws, p=w[r])]
+    met = accept_is.copy()  # met the ESS/R̂ (or PSIS) bar
+    if config.method == "laplace":
+        met = good_is[:n] & (ess_is[:n] >= config.ess_min)
+    n_distinct = np.asarray(modes.valid).sum(1)[:n]
     todo = np.nonzero(~accept_is)[0]
-    for kind in ("hmc", "nuts"):
+    for kind in ("hmc", "nuts", "nuts_long"):
         if len(todo) == 0 or (kind == "hmc" and config.method == "nuts"):
             continue
+        if kind == "nuts_long":
+            # the convergence rule: a star failing the bar after NUTS is either
+            # multimodal (≥ 2 distinct modes found by the multi-start MAP; its NUTS draws
+            # are weighted by the modes' importance / Laplace mass) or gets one longer NUTS
+            # run, and is flagged ``not_converged`` if that fails too
+            for r in todo[n_distinct[todo] >= 2]:
+                flags[r].add("multimodal")
+            todo = todo[n_distinct[todo] < 2]
+            if not config.escalate:
+                for r in todo:
+                    flags[r].add("not_converged")
+                todo = todo[:0]
+            if len(todo) == 0:
+                continue
         phys, ok, rhat, ess, ndiv, wc = _run_mcmc(
             kind, post, js, modes, mode_mass, keys, config, todo
         )
-        last = kind == "nuts"
-        fin = todo if last else todo[ok]
-        sub = np.arange(len(todo)) if last else np.nonzero(ok)[0]
+        # HMC results are kept only where they pass; NUTS results are kept for every star
+        # (a failing star's NUTS summary stands unless the longer run replaces it)
+        keep_all = kind != "hmc"
+        fin = todo if keep_all else todo[ok]
+        sub = np.arange(len(todo)) if keep_all else np.nonzero(ok)[0]
         c, d = phys.shape[1], phys.shape[2]
         wd = np.repeat(wc[sub][:, :, None] / d, d, axis=2).reshape(len(sub), c * d)
         _summarise(cols, fin, phys[sub].reshape(len(sub), c * d, 6), wd)
         cols["rhat_max"][fin], cols["ess_min"][fin] = rhat[sub], ess[sub]
         cols["n_divergent"][fin] = ndiv[sub]
         cols["method"][fin] = kind
-        if last:
-            for r in fin[~ok]:
+        met[todo[ok]] = True
+        if kind == "nuts_long":
+            for r in todo[~ok]:
                 flags[r].add("not_converged")
         if keep_draws:
-            for r, s in zip(fin, sub):
-                draws[r] = phys[s].reshape(c * d, 6)[
-                    rng.choice(c * d, keep_draws, p=wd[list(sub).index(s)])
-                ]
-        todo = todo[~ok] if not last else todo[:0]
+            for j, (r, s) in enumerate(zip(fin, sub)):
+                draws[r] = phys[s].reshape(c * d, 6)[rng.choice(c * d, keep_draws, p=wd[j])]
+        todo = todo[~ok]
     # --- per-star checks at the best mode
     best = np.argmax(np.asarray(modes.log_weight), 1)
     zb = jnp.asarray(np.asarray(modes.z)[np.arange(m), best])
@@ -370,5 +396,7 @@ def infer_arrays(
         if cols["validity"][r] < config.validity_min:
             flags[r].add("outside_validity")
     cols["flags"] = np.array([",".join(sorted(f)) for f in flags], dtype=object)
-    cols["converged"] = np.array(["not_converged" not in f for f in flags])
+    # converged: met the ESS/R̂ (or PSIS) bar. A star that did not is flagged either
+    # ``multimodal`` (modes found and weighted) or ``not_converged``.
+    cols["converged"] = met
     return (cols, draws) if keep_draws else cols

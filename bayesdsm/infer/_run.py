@@ -99,8 +99,10 @@ def infer_catalog(model, catalog, config: InferConfig | None = None, *, theta_de
     Columns: ``source_id``, ``row``, ``<p>_p16/_p50/_p84`` for p in teff, logg, feh, mu,
     dist_pc, ebv; ``rhat_max`` (NaN for PSIS stars: independent draws), ``ess_min``,
     ``n_divergent``, ``pareto_k``, ``n_modes``, ``mode_weight_2``, ``chi2_dof``,
-    ``validity`` (training density at the MAP), ``converged``, ``method``
-    (psis/hmc/nuts) and ``flags`` (comma-separated, see :data:`FLAGS`).
+    ``validity`` (training density at the MAP), ``converged`` (met the ESS/R̂ or PSIS
+    bar; every star that did not is flagged ``multimodal`` or ``not_converged``),
+    ``method`` (psis/hmc/nuts/nuts_long) and ``flags`` (comma-separated, see
+    :data:`FLAGS`).
     """
     from astropy.table import vstack
 
