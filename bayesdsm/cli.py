@@ -233,15 +233,25 @@ def configure_infer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="auto", choices=("auto", "laplace", "hmc", "nuts"))
     p.add_argument("--chunk", type=int, default=2048, help="stars per output chunk")
     p.add_argument("--seed", type=int, default=0)
+    from bayesdsm.batch import add_scheduler_arguments
+
+    add_scheduler_arguments(p)  # a CATALOG directory (partitioned Parquet, HATS) runs on Dask
 
 
 def run_infer(args) -> int:
+    import os
+
     from bayesdsm.catalog import read_catalog
     from bayesdsm.infer import InferConfig, run_inference
     from bayesdsm.modelfile import load_model
 
     cfg = InferConfig(prior=args.prior, theta_prior=args.theta_prior, method=args.method,
                       chunk_size=args.chunk, batch_size=args.chunk, seed=args.seed)  # fmt: skip
+    if os.path.isdir(args.catalog):  # partitioned Parquet or HATS: bayesdsm.batch on Dask
+        from bayesdsm import batch
+
+        return batch.run_cli(args.model, args.catalog, args.out, args, config=cfg, seed=args.seed,
+                             preset=args.preset)  # fmt: skip
     table = run_inference(load_model(args.model), read_catalog(args.catalog, preset=args.preset),
                           args.out, cfg, idata_dir=args.idata, log=_info)  # fmt: skip
     _info(f"wrote {args.out}")

@@ -1,12 +1,20 @@
 """bayesdsm.batch: Dask runs equal the single-process run; faults, resume, bad input, HATS.
 
-The engine here is :func:`bayesdsm.batch.standin_partition` (cheap, per-star keyed, same
-signature as the real engine). Engines defined in this module are imported by the Dask
-workers (spawned processes get this test run's ``sys.path``).
+The "same results" tests use the real engine (:func:`bayesdsm.batch.infer_partition`, the
+adapter of :func:`bayesdsm.infer.infer_arrays`) in its cheapest configuration (MAP +
+Laplace + PSIS). The fault, resume, bad-input and HATS tests exercise the batch layer
+only, so they use :func:`cheap_engine` (NumPy, no JIT, deterministic per star). Engines
+defined here are imported by the Dask workers (spawned processes get this run's
+``sys.path``).
+
+CI (fast) set: one 2-worker LocalCluster run of 4 partitions through the real engine, the
+resume, bad-partition, unreachable-scheduler and HATS tests. ``--runslow`` adds the
+issue's 20-partition cluster run, the SIGKILL worker and client tests and the CLI run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -20,19 +28,44 @@ import numpy as np
 import pytest
 
 from bayesdsm import batch
-from bayesdsm.catalog import catalog_to_table, write_catalog
+from bayesdsm.catalog import Catalog, catalog_to_table, write_catalog
 from bayesdsm.emulator import init_emulator
 
-ENGINE = "bayesdsm.batch:standin_partition"
-CFG = {"n_draws": 16, "batch_size": 16, "n_keep": 3}
 SEED = 7
-N_STARS, N_PARTS = 200, 20
+N_PARTS, PER_PART = 20, 100
+N_STARS = N_PARTS * PER_PART
+N_SMALL = 4  # partitions of the CI cluster run
+#: The real engine, cheapest useful setting (no MCMC), with 4 posterior draws per star.
+REAL = dict(
+    theta_prior="flat",
+    method="laplace",
+    n_starts=3,
+    map_steps=20,
+    n_importance=256,
+    batch_size=128,
+    keep_draws=4,
+)
+CHEAP = {"sleep": 0.0}
+SLOW_CHEAP = {"sleep": 0.4}  # so that faults land mid-run
 
 
-def slow_engine(model, catalog, config, seed):
-    """The stand-in, 0.4 s slower per partition (so that faults land mid-run)."""
-    time.sleep(0.4)
-    return batch.standin_partition(model, catalog, config, seed)
+def cheap_engine(model, catalog, config, seed):
+    """A stand-in engine without JAX: each star's row depends only on (seed, its row)."""
+    from astropy.table import Table
+
+    time.sleep(float(config["sleep"]))
+    sid = np.asarray(catalog.source_id, np.int64)
+    draws = np.zeros((len(sid), 3))
+    for i, s in enumerate(sid):
+        draws[i] = np.random.default_rng([seed, int(s)]).normal(size=3)
+    obs = np.asarray(catalog.observed)
+    t = Table()
+    t["source_id"] = sid
+    t["mag_sum"] = np.where(obs, catalog.mag, 0.0).sum(axis=1)
+    t["teff_p50"] = 5000.0 + 100.0 * draws[:, 0]
+    t["teff_draws"] = draws
+    t["flags"] = np.where(obs.sum(axis=1) < 4, "prior_dominated", "")
+    return t
 
 
 @pytest.fixture(scope="module")
@@ -42,30 +75,62 @@ def emulator():
 
 @pytest.fixture(scope="module")
 def survey(emulator):
-    from bayesdsm.simulate import EmulatorTruth, SimConfig, simulate_survey
+    """N_STARS simulated stars (flat-θ / volume prior, emulator truth) with Gaia-like ids."""
+    from bayesdsm import infer
 
-    cfg = SimConfig(n_stars=N_STARS, seed=3, population_source="parametric", overlap_fraction=0.0)
-    cat = simulate_survey(cfg, EmulatorTruth(emulator))
-    assert len(np.unique(cat.source_id)) == len(cat)
-    return cat
+    post = infer.build_posterior(emulator, infer.InferConfig(theta_prior="flat"))
+    rng = np.random.default_rng(3)
+    theta, mu, ebv = infer.draw_prior_truth(post, N_STARS, rng)
+    s = infer.simulate_stars(post, theta, mu, ebv, rng)
+    obs = np.asarray(s.mask) & (rng.uniform(size=s.mask.shape) > 0.1)
+    n = N_STARS
+    return Catalog(
+        bands=tuple(emulator.bands),
+        theta=np.full((n, 3), np.nan),
+        theta_cov=np.full((n, 3, 3), np.nan),
+        mag=np.where(obs, s.mag, np.nan),
+        mag_err=np.sqrt(s.var),
+        observed=obs,
+        parallax=s.plx,
+        parallax_err=s.plx_err,
+        parallax_ok=np.ones(n, bool),
+        ebv=s.ebv,
+        ebv_err=s.ebv_err,
+        survey=np.array(["sim"] * n),
+        source_id=4_000_000_000_000_000_000 + 1009 * np.arange(n, dtype=np.int64),
+        ra=rng.uniform(0, 360, n),
+        dec=np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+    )
+
+
+def _write_parts(survey, directory, n_parts):
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(n_parts):
+        idx = np.arange(i * PER_PART, (i + 1) * PER_PART)
+        write_catalog(survey.subset(idx), directory / f"part-{i:05d}.parquet")
+    return directory
 
 
 @pytest.fixture(scope="module")
 def catalog_dir(survey, tmp_path_factory):
-    d = tmp_path_factory.mktemp("catalog")
-    for i, idx in enumerate(np.array_split(np.arange(len(survey)), N_PARTS)):
-        write_catalog(survey.subset(idx), d / f"part-{i:05d}.parquet")
-    return d
+    return _write_parts(survey, tmp_path_factory.mktemp("catalog"), N_PARTS)
 
 
 @pytest.fixture(scope="module")
-def reference(emulator, survey):
-    """The single-process answer: the whole catalog through the engine in one call."""
-    return _sorted(batch.standin_partition(emulator, survey, CFG, SEED).to_pandas())
+def small_dir(survey, tmp_path_factory):
+    return _write_parts(survey, tmp_path_factory.mktemp("small"), N_SMALL)
+
+
+@pytest.fixture(scope="module")
+def cheap_reference(survey):
+    """The cheap engine on the whole catalog in one call."""
+    return _sorted(cheap_engine(None, survey, CHEAP, SEED).to_pandas())
 
 
 @pytest.fixture(scope="module")
 def client():
+    """Two single-threaded worker processes on loopback. They inherit this process's XLA
+    flags and persistent compilation cache (conftest), so they can reuse its compilations."""
     distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(
@@ -74,7 +139,7 @@ def client():
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            env=dict(batch._driver.LOCAL_WORKER_ENV),
+            env={"OMP_NUM_THREADS": "1"},
         ) as cluster,
         distributed.Client(cluster) as c,
     ):
@@ -85,116 +150,19 @@ def _sorted(df):
     return df.sort_values("source_id").reset_index(drop=True)
 
 
-def assert_same_stars(results, reference):
-    got = _sorted(results.compute())
+def assert_same_stars(got, reference):
+    """Every star once, every column equal (NaN = NaN), draws included."""
+    got = _sorted(got.compute()) if hasattr(got, "compute") else _sorted(got)
     assert len(got) == len(reference)
     assert got["source_id"].is_unique
     for col in reference.columns:
         a, b = got[col].to_numpy(), reference[col].to_numpy()
-        if b.dtype == object:  # draws: fixed-size list columns
+        if b.dtype == object and len(b) and not isinstance(b[0], str):  # list columns
             a, b = np.stack([np.asarray(x) for x in a]), np.stack([np.asarray(x) for x in b])
-        np.testing.assert_array_equal(a, b, err_msg=col)
-
-
-def _no_temporaries(out):
-    return not list((Path(out) / "partitions").rglob(".tmp-*"))
-
-
-def test_sync_run_matches_single_call(emulator, catalog_dir, reference, tmp_path):
-    run = batch.infer_partitions(
-        emulator,
-        catalog_dir,
-        tmp_path / "out",
-        config=CFG,
-        seed=SEED,
-        partition_fn=ENGINE,
-        progress=False,
-    )
-    s = run.summary
-    assert (s.n_done, s.n_failed, s.n_stars) == (N_PARTS, 0, N_STARS)
-    assert_same_stars(run.results, reference)
-    # draw by draw too: the draws columns are part of reference.columns
-    assert {"teff_draws", "logg_draws", "feh_draws"} <= set(reference.columns)
-    # re-running does nothing
-    again = batch.infer_partitions(
-        emulator,
-        catalog_dir,
-        tmp_path / "out",
-        config=CFG,
-        seed=SEED,
-        partition_fn=ENGINE,
-        progress=False,
-    )
-    assert (again.summary.n_done, again.summary.n_skipped) == (0, N_PARTS)
-
-
-def test_other_seed_in_same_output_is_refused(emulator, catalog_dir, tmp_path):
-    out = tmp_path / "out"
-    batch.infer_partitions(
-        emulator, catalog_dir, out, config=CFG, seed=SEED, partition_fn=ENGINE, progress=False
-    )
-    with pytest.raises(batch.BatchError, match="seed"):
-        batch.infer_partitions(
-            emulator,
-            catalog_dir,
-            out,
-            config=CFG,
-            seed=SEED + 1,
-            partition_fn=ENGINE,
-            progress=False,
-        )
-
-
-def test_local_cluster_matches_single_process(emulator, catalog_dir, reference, client, tmp_path):
-    run = batch.infer_partitions(
-        emulator,
-        catalog_dir,
-        tmp_path / "out",
-        scheduler=client,
-        config=CFG,
-        seed=SEED,
-        partition_fn=ENGINE,
-        progress=False,
-    )
-    s = run.summary
-    assert (s.n_done, s.n_failed, s.n_workers) == (N_PARTS, 0, 2)
-    assert_same_stars(run.results, reference)
-    # JAX compiles once per worker: only each worker's first partition compiles
-    records = _manifest(tmp_path / "out")["partitions"]
-    by_worker: dict[str, list] = {}
-    for name in sorted(records):
-        by_worker.setdefault(records[name]["worker"], []).append(records[name]["compiles"])
-    assert all(all(c == 0 for c in counts[1:]) for counts in by_worker.values()), by_worker
-
-
-def test_worker_killed_mid_run(emulator, catalog_dir, reference, client, tmp_path):
-    out = tmp_path / "out"
-    pids = sorted(client.run(os.getpid).values())
-    done_dir = out / "partitions"
-
-    def killer():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(done_dir.glob("*.parquet"))) < 3:
-            time.sleep(0.05)
-        os.kill(pids[0], signal.SIGKILL)
-
-    t = threading.Thread(target=killer, daemon=True)
-    t.start()
-    run = batch.infer_partitions(
-        emulator,
-        catalog_dir,
-        out,
-        scheduler=client,
-        config=CFG,
-        seed=SEED,
-        partition_fn=f"{__name__}:slow_engine",
-        progress=False,
-    )
-    t.join(5)
-    assert pids[0] not in client.run(os.getpid).values()  # the worker did die
-    assert (run.summary.n_done, run.summary.n_failed) == (N_PARTS, 0)
-    assert _no_temporaries(out)
-    assert_same_stars(run.results, reference)  # every star exactly once, same values
+        if a.dtype.kind == "f":
+            np.testing.assert_array_equal(a, b.astype(a.dtype), err_msg=col)
+        else:
+            np.testing.assert_array_equal(a.astype(str), b.astype(str), err_msg=col)
 
 
 def _manifest(out):
@@ -203,41 +171,117 @@ def _manifest(out):
     return json.loads((Path(out) / "manifest.json").read_text())
 
 
-def test_client_killed_then_rerun_finishes_only_missing(emulator, catalog_dir, reference, tmp_path):
-    out = tmp_path / "out"
-    script = (
-        "import jax, sys; from bayesdsm import batch; from bayesdsm.emulator import init_emulator\n"
-        f"batch.infer_partitions(init_emulator(jax.random.PRNGKey(0)), {str(catalog_dir)!r}, "
-        f"{str(out)!r}, config={CFG!r}, seed={SEED}, partition_fn='test_batch:slow_engine', "
-        "progress=False)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and len(list(out.glob("partitions/*.parquet"))) < 4:
-            assert proc.poll() is None, "the client finished or died before it was killed"
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finished = len(list(out.glob("partitions/*.parquet")))
-    assert 4 <= finished < N_PARTS
-    run = batch.infer_partitions(
-        emulator,
-        catalog_dir,
-        out,
-        config=CFG,
-        seed=SEED,
-        partition_fn="test_batch:slow_engine",
-        progress=False,
-    )
+def _no_temporaries(out):
+    return not list((Path(out) / "partitions").rglob(".tmp-*"))
+
+
+def _run(catalog, out, **kw):
+    kw = {"seed": SEED, "progress": False, **kw}
+    return batch.infer_partitions(kw.pop("model"), catalog, out, **kw)
+
+
+# --------------------------------------------------------------------------- real engine
+
+
+def _cluster_matches_single_process(emulator, directory, n_parts, client, tmp_path):
+    ref = _run(directory, tmp_path / "sync", model=emulator, config=REAL)
+    assert (ref.summary.n_done, ref.summary.n_failed) == (n_parts, 0)
+    reference = _sorted(ref.results.compute())
+    run = _run(directory, tmp_path / "dask", model=emulator, config=REAL, scheduler=client)
     s = run.summary
-    assert s.n_skipped == finished and s.n_done == N_PARTS - finished and s.n_failed == 0
+    assert (s.n_done, s.n_failed, s.n_workers, s.n_stars) == (n_parts, 0, 2, n_parts * PER_PART)
+    # star by star and draw by draw (the *_draws columns are in the reference)
+    assert {"teff_draws", "ebv_draws", "flags", "method"} <= set(reference.columns)
     assert_same_stars(run.results, reference)
+    # JAX compiles once per worker: only each worker's first partition may compile
+    records = _manifest(tmp_path / "dask")["partitions"]
+    by_worker: dict[str, list] = {}
+    for name in sorted(records):
+        by_worker.setdefault(records[name]["worker"], []).append(records[name]["compiles"])
+    assert all(all(c == 0 for c in counts[1:]) for counts in by_worker.values()), by_worker
+    return reference
 
 
-def test_bad_partitions_fail_alone(emulator, catalog_dir, tmp_path, capsys):
+def test_local_cluster_matches_single_process(emulator, survey, small_dir, client, tmp_path):
+    from bayesdsm.infer import InferConfig, infer_catalog
+
+    reference = _cluster_matches_single_process(emulator, small_dir, N_SMALL, client, tmp_path)
+    # the adapter returns what the engine returns for the same stars and seed
+    fields = {k: v for k, v in REAL.items() if k != "keep_draws"}
+    direct = infer_catalog(
+        emulator, survey.subset(np.arange(PER_PART)), InferConfig(**fields, seed=SEED)
+    ).to_pandas()
+    got = reference[reference["source_id"].isin(direct["source_id"])]
+    assert_same_stars(got, _sorted(direct.drop(columns=["row"])))
+    # re-running does nothing
+    again = _run(small_dir, tmp_path / "dask", model=emulator, config=REAL, scheduler="sync")
+    assert (again.summary.n_done, again.summary.n_skipped) == (0, N_SMALL)
+
+
+@pytest.mark.slow
+def test_local_cluster_matches_single_process_20_partitions(
+    emulator, catalog_dir, client, tmp_path
+):
+    _cluster_matches_single_process(emulator, catalog_dir, N_PARTS, client, tmp_path)
+
+
+@pytest.mark.slow
+def test_cli_infer_on_a_directory(emulator, small_dir, tmp_path, capsys):
+    from bayesdsm.cli import main
+    from bayesdsm.modelfile import StellarModel, save_model
+
+    model = save_model(StellarModel(emulator=emulator), tmp_path / "model.bdsm")
+    out = tmp_path / "out"
+    argv = ["infer", str(model), str(small_dir), "--out", str(out), "--method", "laplace"]
+    argv += ["--theta-prior", "flat", "--scheduler", "sync", "--no-progress", "--chunk", "128"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"{N_SMALL} done" in text and f"stars: {N_SMALL * PER_PART} done" in text
+    assert len(list((out / "partitions").glob("*.parquet"))) == N_SMALL
+
+
+def test_cli_unreachable_scheduler(small_dir, tmp_path, capsys):
+    from bayesdsm.cli import main
+
+    pytest.importorskip("distributed")
+    argv = ["infer", str(tmp_path / "model"), str(small_dir), "--out", str(tmp_path / "out")]
+    (tmp_path / "model").write_bytes(b"not loaded before the scheduler is reached")
+    t0 = time.monotonic()
+    status = main([*argv, "--scheduler", "127.0.0.1:9", "--connect-timeout", "1"])
+    assert status == 2 and time.monotonic() - t0 < 15
+    assert "could not reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- batch layer
+
+
+def test_resume_skips_done_and_adopts_orphans(emulator, catalog_dir, cheap_reference, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    engine = f"{__name__}:cheap_engine"
+    first = _run(catalog_dir, out, model=emulator, config=CHEAP, partition_fn=engine)
+    assert (first.summary.n_done, first.summary.n_stars) == (N_PARTS, N_STARS)
+    assert_same_stars(first.results, cheap_reference)
+    # an interrupted run: two result files missing, one file finished after the client died
+    (out / "partitions" / "part-00004.parquet").unlink()
+    (out / "partitions" / "part-00013.parquet").unlink()
+    m = _manifest(out)
+    del m["partitions"]["part-00007"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    (out / "partitions" / ".tmp-0123-part-00009.parquet").write_bytes(b"partial")
+    again = _run(catalog_dir, out, model=emulator, config=CHEAP, partition_fn=engine)
+    s = again.summary
+    assert (s.n_done, s.n_skipped, s.n_failed, s.n_stars) == (2, N_PARTS - 2, 0, 2 * PER_PART)
+    assert _manifest(out)["partitions"]["part-00007"]["adopted"]
+    assert _no_temporaries(out)
+    assert_same_stars(again.results, cheap_reference)
+    # the output directory belongs to one run: another seed is refused
+    with pytest.raises(batch.BatchError, match="seed"):
+        _run(catalog_dir, out, model=emulator, config=CHEAP, partition_fn=engine, seed=SEED + 1)
+
+
+def test_bad_partitions_fail_alone(emulator, survey, catalog_dir, tmp_path, capsys):
     import shutil
 
     import pyarrow.parquet as pq
@@ -245,17 +289,24 @@ def test_bad_partitions_fail_alone(emulator, catalog_dir, tmp_path, capsys):
     src = tmp_path / "cat"
     shutil.copytree(catalog_dir, src)
     (src / "part-00003.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    column = f"mag_err_{survey.bands[0]}"
     t = pq.read_table(src / "part-00011.parquet")
-    pq.write_table(t.drop_columns(["mag_err_G"]), src / "part-00011.parquet")
+    pq.write_table(t.drop_columns([column]), src / "part-00011.parquet")
     args = type("Args", (), {"scheduler": "sync", "connect_timeout": 1.0, "no_progress": True})
     status = batch.run_cli(
-        emulator, src, tmp_path / "out", args, config=CFG, seed=SEED, partition_fn=ENGINE
+        emulator,
+        src,
+        tmp_path / "out",
+        args,
+        config=CHEAP,
+        seed=SEED,
+        partition_fn=f"{__name__}:cheap_engine",
     )
     assert status == 1
     text = capsys.readouterr().out
-    assert "18 done" in text and "2 failed" in text
+    assert f"{N_PARTS - 2} done" in text and "2 failed" in text
     assert "FAILED part-00003" in text and "FAILED part-00011: CatalogError" in text
-    assert "mag_err_G" in text
+    assert column in text
     m = _manifest(tmp_path / "out")["partitions"]
     assert sum(r["status"] == "done" for r in m.values()) == N_PARTS - 2
 
@@ -270,28 +321,99 @@ def test_unreachable_scheduler_fails_fast():
 
 def test_missing_directory_says_so(emulator, tmp_path):
     with pytest.raises(FileNotFoundError, match="no Parquet files"):
-        batch.infer_partitions(emulator, tmp_path, tmp_path / "out", partition_fn=ENGINE)
+        batch.infer_partitions(emulator, tmp_path, tmp_path / "out")
+
+
+def test_engine_config():
+    from bayesdsm.infer import InferConfig
+
+    cfg, keep = batch.engine_config({"method": "laplace", "keep_draws": 3, "seed": 1}, seed=5)
+    assert (cfg.method, cfg.seed, keep) == ("laplace", 5, 3)
+    assert batch.engine_config(None, 2) == (dataclasses.replace(InferConfig(), seed=2), 0)
+    with pytest.raises(TypeError, match="InferConfig"):
+        batch.engine_config("laplace")
 
 
 # lsdb/nested-pandas call DataFrame.set_index(inplace=True), deprecated in pandas 3.1: not ours.
 @pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning")
-def test_hats_catalog_runs_through_same_path(emulator, survey, reference, tmp_path):
+def test_hats_catalog_runs_through_same_path(emulator, survey, cheap_reference, tmp_path):
     lsdb = pytest.importorskip("lsdb", reason="lsdb not installed (pip install bayesdsm[dask])")
     df = catalog_to_table(survey).to_pandas()
     hats_dir = tmp_path / "hats"
     lsdb.from_dataframe(
-        df, ra_column="ra", dec_column="dec", highest_order=3, partition_rows=60
+        df, ra_column="ra", dec_column="dec", highest_order=3, partition_rows=600
     ).write_catalog(hats_dir, progress_bar=False)
     parts = batch.discover_partitions(hats_dir)
     assert len(parts) > 1 and all("Norder=" in p.name for p in parts)
     out = tmp_path / "out"
-    run = batch.infer_partitions(
-        emulator, hats_dir, out, config=CFG, seed=SEED, partition_fn=ENGINE, progress=False
-    )
+    run = _run(hats_dir, out, model=emulator, config=CHEAP, partition_fn=f"{__name__}:cheap_engine")
     assert run.summary.n_failed == 0 and run.summary.n_stars == N_STARS
-    assert_same_stars(run.results[reference.columns.tolist()], reference)
+    assert_same_stars(run.results[cheap_reference.columns.tolist()], cheap_reference)
     joined = batch.open_results_lsdb(out).compute()
-    assert len(joined) == N_STARS and {"teff_p50", "mag_G"} <= set(joined.columns)
+    assert len(joined) == N_STARS and {"teff_p50", f"mag_{survey.bands[0]}"} <= set(joined.columns)
     np.testing.assert_array_equal(
-        _sorted(joined)["teff_p50"].to_numpy(), reference["teff_p50"].to_numpy()
+        _sorted(joined)["teff_p50"].to_numpy(), cheap_reference["teff_p50"].to_numpy()
     )
+
+
+# --------------------------------------------------------------------------- faults (slow)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run(emulator, catalog_dir, cheap_reference, client, tmp_path):
+    out = tmp_path / "out"
+    pids = sorted(client.run(os.getpid).values())
+    done_dir = out / "partitions"
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(done_dir.glob("*.parquet"))) < 3:
+            time.sleep(0.05)
+        os.kill(pids[0], signal.SIGKILL)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    run = _run(
+        catalog_dir,
+        out,
+        model=emulator,
+        config=SLOW_CHEAP,
+        scheduler=client,
+        partition_fn=f"{__name__}:cheap_engine",
+    )
+    t.join(5)
+    assert pids[0] not in client.run(os.getpid).values()  # the worker did die
+    assert (run.summary.n_done, run.summary.n_failed) == (N_PARTS, 0)
+    assert _no_temporaries(out)
+    assert_same_stars(run.results, cheap_reference)  # every star exactly once, same values
+
+
+@pytest.mark.slow
+def test_client_killed_then_rerun_finishes_only_missing(
+    emulator, catalog_dir, cheap_reference, tmp_path
+):
+    out = tmp_path / "out"
+    script = (
+        "import jax, sys; from bayesdsm import batch; from bayesdsm.emulator import init_emulator\n"
+        f"batch.infer_partitions(init_emulator(jax.random.PRNGKey(0)), {str(catalog_dir)!r}, "
+        f"{str(out)!r}, config={SLOW_CHEAP!r}, seed={SEED}, "
+        "partition_fn='test_batch:cheap_engine', progress=False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len(list(out.glob("partitions/*.parquet"))) < 4:
+            assert proc.poll() is None, "the client finished or died before it was killed"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finished = len(list(out.glob("partitions/*.parquet")))
+    assert 4 <= finished < N_PARTS
+    run = _run(
+        catalog_dir, out, model=emulator, config=SLOW_CHEAP, partition_fn="test_batch:cheap_engine"
+    )
+    s = run.summary
+    assert s.n_skipped == finished and s.n_done == N_PARTS - finished and s.n_failed == 0
+    assert_same_stars(run.results, cheap_reference)

@@ -2,7 +2,10 @@
 
 :func:`infer_partitions` runs the per-star engine (:mod:`bayesdsm.infer`) over every
 partition of a catalog directory (Parquet files, or a HATS catalog read through
-``hats``), on a Dask scheduler (``"sync"`` in-process, ``"local[:N]"``, or an address):
+``hats``) on a Dask scheduler (``"sync"`` in-process, ``"local[:N]"``, or an address).
+The default ``partition_fn`` is :func:`infer_partition`, the adapter of
+:func:`bayesdsm.infer.infer_arrays` (config: an ``InferConfig``, or a dict of its fields
+plus ``keep_draws``):
 
 * each partition is one task: read, infer, write ``OUT_DIR/partitions/<name>.parquet``
   through a temporary file and ``os.replace`` (a killed worker leaves no partial file);
@@ -29,9 +32,9 @@ from bayesdsm.batch._driver import (
     infer_partitions,
     open_results,
 )
+from bayesdsm.batch._engine import engine_config, infer_partition
 from bayesdsm.batch._errors import BatchError
 from bayesdsm.batch._lsdb import open_results_lsdb
-from bayesdsm.batch._standin import standin_partition
 from bayesdsm.batch._store import Manifest, Partition, discover_partitions
 
 __all__ = [
@@ -45,7 +48,8 @@ __all__ = [
     "Manifest",
     "Partition",
     "discover_partitions",
-    "standin_partition",
+    "infer_partition",
+    "engine_config",
     "add_scheduler_arguments",
     "run_cli",
     "DEFAULT_ENGINE",

@@ -25,7 +25,7 @@ from bayesdsm.batch._worker import PartitionTask, model_payload, run_partition
 __all__ = ["BatchSummary", "BatchRun", "connect", "infer_partitions", "open_results"]
 
 #: The per-partition engine used unless ``partition_fn`` says otherwise.
-DEFAULT_ENGINE = "bayesdsm.infer:infer_partition"
+DEFAULT_ENGINE = "bayesdsm.batch:infer_partition"
 #: Environment of local worker processes: one XLA thread each (one process per core is
 #: faster than threads for the engine's small operations, issue 5).
 LOCAL_WORKER_ENV = {
