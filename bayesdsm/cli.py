@@ -90,14 +90,12 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _prepare(cat):
-    from bayesdsm.catalog import Catalog
+    """The §3 preparation with the paper's defaults; returns the prepared catalog."""
     from bayesdsm.config import CutsConfig
     from bayesdsm.cuts import prepare
 
-    res = prepare(cat, CutsConfig())
-    if isinstance(res, Catalog):
-        return res
-    return res.catalog if hasattr(res, "catalog") else res[0]
+    prepared, _report = prepare(cat, CutsConfig())
+    return prepared
 
 
 def run_evaluate(args) -> int:
