@@ -311,6 +311,11 @@ class StellarModelTruth:
             raise ConfigError("StellarModelTruth needs M_bol: use population_source='isochrones'")
         return self.bc.absolute_magnitudes(theta[:, 0], theta[:, 1], theta[:, 2], mbol)
 
+    @property
+    def ebv_max(self) -> float:
+        """Largest E the tables cover (A_V ≤ 6 mag); beyond it A would be clamped."""
+        return float(self.bc.av[-1]) / self.av_per_ebv
+
     def extinction(self, theta, ebv):
         av = self.av_per_ebv * np.asarray(ebv, np.float64)
         return self.bc.extinction(theta[:, 0], theta[:, 1], theta[:, 2], av)
@@ -590,6 +595,11 @@ def _draw_survey(rng, survey, n, cfg, truth, iso, stats):
         m_sel = M[:, ctx["ks"]] + mu + A[:, ctx["ks"]] + ctx["to_native"]
         vis = (m_sel >= survey.bright) & (m_sel <= survey.faint)
         stats["rejected_after_extinction"] += int((~vis).sum())
+        # A truth tabulated to a largest E (MIST: A_V ≤ 6) would clamp A beyond it, so
+        # such stars would carry wrong photometry: they are not drawn.
+        beyond = ebv > getattr(truth, "ebv_max", np.inf)
+        stats["rejected_beyond_extinction_table"] += int((vis & beyond).sum())
+        vis &= ~beyond
         part = {
             "theta": th, "M": M, "A": A, "mu": mu, "dist": d, "ebv": ebv, "col": col,
             "l": l, "b": b, "mass": c["st"]["mass"][idx], "log_age": c["st"]["log_age"][idx],
@@ -716,7 +726,8 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
     counts = np.floor(np.array([s.fraction for s in cfg.surveys]) * n_uni).astype(int)
     counts[0] += n_uni - counts.sum()
     stats = {"candidates": 0, "weight_exceeded": 0, "rejected_filled_bc": 0,
-             "rejected_after_extinction": 0}  # fmt: skip
+             "rejected_after_extinction": 0,
+             "rejected_beyond_extinction_table": 0}  # fmt: skip
     parts = [_draw_survey(rng, s, int(c), cfg, truth, iso, stats)
              for s, c in zip(cfg.surveys, counts) if c > 0]  # fmt: skip
     st = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

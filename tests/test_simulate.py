@@ -104,6 +104,23 @@ def test_survey_limits_and_missing_bands(fast_cat):
     assert np.all(c.dec[lam] > -10 - 2)  # footprint, with the field radius
 
 
+def test_stars_beyond_the_truths_extinction_table_are_not_drawn():
+    """A truth tabulated only to E = ebv_max (MIST: A_V ≤ 6) would clamp A beyond it."""
+
+    class Tabulated(EmulatorTruth):
+        ebv_max = 0.3
+
+    cat = simulate_survey(SimConfig(**FAST), truth=Tabulated(stand_in, bands=BANDS))
+    ebv = cat.extra["true_ebv"]
+    assert len(ebv) == FAST["n_stars"]
+    assert ebv.max() <= 0.3
+    assert cat.meta["sampling_stats"]["rejected_beyond_extinction_table"] > 0
+    # the fixture survey (no table limit) does have stars beyond 0.3: the cut is real
+    # (checked in the same test so the comparison uses the same configuration)
+    free = simulate_survey(SimConfig(**FAST), truth=EmulatorTruth(stand_in, bands=BANDS))
+    assert (free.extra["true_ebv"] > 0.3).mean() > 0.05
+
+
 def test_deterministic_and_config_roundtrip():
     cfg = SimConfig(**{**FAST, "n_stars": 300})
     assert SimConfig.from_dict(cfg.to_dict()) == cfg
@@ -177,6 +194,10 @@ def test_mist_truth_extinction_matches_tables(mist):
     if cool.any():
         assert 0.72 < np.median(ratio[cool]) < 0.79
     assert 0.85 < np.median(ratio[warm]) < 0.90
+    # every star lies inside the tables' A_V range, and A is the table's at its own A_V
+    assert np.all(e["true_av"] <= mist.bc.av[-1] * (1 + 1e-6))
+    own = mist.bc.extinction(th[:, 0], th[:, 1], th[:, 2], 3.1 * e["true_ebv"].astype(float))
+    np.testing.assert_allclose(e["true_A_G"], own[:, 0], atol=2e-3)
     # the applied A is the nonlinear one: A/E below R at large E
     big = e["true_ebv"] > 0.5
     if big.any():
