@@ -58,7 +58,7 @@ def _mag_label(band: str) -> str:
 
 
 def _colour_label(x: str, y: str) -> str:
-    return f"${_mag_label(x)} - {_mag_label(y)}$"
+    return f"${_mag_label(x)} - {_mag_label(y)}$ (mag)"
 
 
 def colour_of(mags, bands: Sequence[str], x: str, y: str) -> np.ndarray:
@@ -137,8 +137,8 @@ def plot_cmd(
     fig = new_figure(8.0, 4.4, left=0.08, right=0.93, wspace=0.06)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     titles = (
-        f"observed ({np.isfinite(x_o * y_o).sum()} stars with ϖ/σ ≥ 5)",
-        "predicted from θ̂, E = 0",
+        f"observed, $m - \\hat\\mu$ ({np.isfinite(x_o * y_o).sum()} stars with ϖ/σ ≥ 5)",
+        f"predicted from θ̂ at E = 0 ({np.isfinite(x_p * y_p).sum()} stars)",
     )
     for ax, x, y, t in zip(axes, (x_o, x_p), (y_o, y_p), titles):
         m = _hist2d(ax, x, y, xlim, ylim)
@@ -176,9 +176,11 @@ def plot_cmd_mean_theta(
         _, mean = binned_mean_image(x, y, theta[:, k], xe, ye, min_count=min_count)
         m = ax.pcolormesh(xe, ye, mean.T, cmap=cmap, rasterized=True)
         fig.colorbar(m, ax=ax, label=f"mean {_LABEL[key]}", location="top", shrink=0.9)
-        ax.set_xlabel(_colour_label(*colour) + " (predicted, E = 0)")
+        ax.set_xlabel(
+            f"${_mag_label(colour[0])} - {_mag_label(colour[1])}$ (mag, predicted at E = 0)"
+        )
     axes[0].set_ylim(ylim[::-1])
-    axes[0].set_ylabel(f"$M_{{{_mag_label(mag)}}}$ (predicted)")
+    axes[0].set_ylabel(f"$M_{{{_mag_label(mag)}}}$ (mag, predicted)")
     return fig
 
 
@@ -248,7 +250,8 @@ def plot_colour_colour(
                 ebv_arrow,
             )
             ax.set_title(
-                ("observed" if i == 0 else "predicted from θ̂, E = 0") + f" ({ok.sum()})", fontsize=8
+                ("observed" if i == 0 else "predicted from θ̂ at E = 0") + f", {ok.sum()} stars",
+                fontsize=8,
             )
     fig.colorbar(m, ax=axes, label=clabel, shrink=0.8, fraction=0.03, pad=0.02)
     return fig
@@ -266,6 +269,7 @@ def plot_delta_r(
     xedges=None,
     min_count=10,
     ylim_min=0.02,
+    r0=None,
 ):
     """Fig. 10: ΔR/R (Eq. 17) against Teff, pixels coloured by mean log g.
 
@@ -275,6 +279,8 @@ def plot_delta_r(
             :func:`bayesdsm.diagnostics.theory_delta_r`.
         min_count: pixels with fewer stars stay white (the paper's 10).
         ylim_min: smallest half-range of a panel's y axis (each panel has its own).
+        r0: (B,) R₀; a band whose R₀ is below 10⁻³ of the largest is marked
+            "R₀ ≈ 0" (its ΔR/R is a ratio of two near-zero numbers).
     """
     from bayesdsm.diagnostics import binned_mean_image
 
@@ -307,10 +313,13 @@ def plot_delta_r(
             xedges, yedges, mean.T, cmap="viridis_r", vmin=1.0, vmax=5.0, rasterized=True
         )
         if theory is not None and b in theory:
-            ax.plot(teff_grid, theory[b], color="0.45", lw=2.0, alpha=0.8, label="theory")
+            ax.plot(teff_grid, theory[b], color="0.45", lw=2.0, alpha=0.8, label="blackbody × F99")
         ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
         ax.set_ylim(lo, hi)
-        ax.set_title(f"${_mag_label(b)}$", fontsize=9)
+        title = f"${_mag_label(b)}$"
+        if r0 is not None and abs(r0[bands.index(b)]) < 1e-3 * np.max(np.abs(r0)):
+            title += rf"  ($R_0$ = {r0[bands.index(b)]:.1g} ≈ 0)"
+        ax.set_title(title, fontsize=9)
     for ax in axes[len(show) :]:
         ax.set_visible(False)
     for ax in axes[::ncol]:
@@ -320,10 +329,10 @@ def plot_delta_r(
         ax.tick_params(labelbottom=True)
     if m is not None:
         fig.colorbar(
-            m, ax=axes.tolist(), label=r"mean $\log g$", shrink=0.8, fraction=0.03, pad=0.02
+            m, ax=axes.tolist(), label=r"mean $\log g$ (dex)", shrink=0.8, fraction=0.03, pad=0.02
         )
     if theory:
-        axes[0].legend(fontsize=7, loc="lower right")
+        axes[0].legend(fontsize=7, loc="upper left", frameon=False)
     return fig
 
 
@@ -345,21 +354,20 @@ def plot_reddening_slopes(
 
     labels = list(learned_mean)
     x = np.arange(len(labels))
-    fig = new_figure(7.0, 4.0, left=0.1, bottom=0.13, top=0.96)
+    fig = new_figure(8.2, 4.2, left=0.08, right=0.7, bottom=0.13, top=0.96)
     ax = fig.subplots()
     if s16:
         rvs = sorted(s16)
-        cmap = colormaps["coolwarm"]
+        cmap = colormaps["plasma"]
         for k, rv in enumerate(rvs):
             y = [s16[rv].get(lab, np.nan) for lab in labels]
-            frac = k / max(len(rvs) - 1, 1)
+            frac = 0.85 * k / max(len(rvs) - 1, 1)  # plasma's yellow end is hard to see
             ax.plot(
                 x,
                 y,
                 color=cmap(frac),
-                lw=1.0,
-                alpha=0.9,
-                label=f"S16 $R_V$ = {rv:.1f}" if k in (0, len(rvs) // 2, len(rvs) - 1) else None,
+                lw=2.0 if abs(rv - 3.3) < 1e-6 else 0.9,
+                label=f"S16, $R_V$ = {rv:.1f}" + (" (mean)" if abs(rv - 3.3) < 1e-6 else ""),
             )
     if learned:
         q = np.array([learned.get(lab, [np.nan] * 3) for lab in labels])
@@ -374,9 +382,9 @@ def plot_reddening_slopes(
         )
     ax.plot(x, [learned_mean[lab] for lab in labels], "ko-", ms=4, label="this model, mean θ")
     ax.set_xticks(x, labels)
-    ax.set_xlabel("bands (a b c)")
+    ax.set_xlabel("band triplet a b c (K = $K_s$, 1 = $W_1$, 2 = $W_2$)")
     ax.set_ylabel("reddening slope E(a-b) / E(b-c)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -416,7 +424,13 @@ def plot_residual_trends(
                 bins=(40, 40),
             )
             for k in range(b.values.shape[1]):
-                ax.plot(b.centres, b.values[:, k], color=_PCT_COLOUR, lw=1.6 if k == 1 else 1.0)
+                ax.plot(
+                    b.centres,
+                    b.values[:, k],
+                    color=_PCT_COLOUR,
+                    lw=1.6 if k == 1 else 1.0,
+                    label="16/50/84%" if (i, j, k) == (0, 0, 1) else None,
+                )
             for h in (-1, 0, 1):
                 ax.axhline(h, color="0.5", lw=0.5, ls=":" if h else "-")
             ax.set_xlim(b.edges[0], b.edges[-1])
@@ -425,6 +439,7 @@ def plot_residual_trends(
                 ax.set_xlabel(_LABEL[v])
         x, yb = name.split("-")
         axes[i, 0].set_ylabel(rf"$\Delta({_mag_label(x)} - {_mag_label(yb)}) / \sigma$")
+    axes[0, 0].legend(fontsize=7, loc="upper right", frameon=False)
     return fig
 
 
@@ -437,7 +452,7 @@ def plot_trend_summary(slopes: Mapping[str, tuple[float, float]], ref: str = "G"
     s = np.array([slopes[n][0] for n in names])
     e = np.array([slopes[n][1] for n in names])
     with_ref = np.array([ref in n.split("-") for n in names])
-    fig = new_figure(8.0, 3.4, left=0.1, bottom=0.25, top=0.96)
+    fig = new_figure(8.0, 3.4, left=0.1, bottom=0.2, top=0.96)
     ax = fig.subplots()
     x = np.arange(len(names))
     for mask, col, lab in (
@@ -448,6 +463,7 @@ def plot_trend_summary(slopes: Mapping[str, tuple[float, float]], ref: str = "G"
     ax.axhline(0.0, color="k", lw=0.6)
     ax.set_xticks(x, names, rotation=60, fontsize=7)
     ax.set_ylabel(r"d(median score) / d$E$  (mag$^{-1}$)")
+    ax.set_xlabel("colour X - Y (score of Eq. 18)")
     ax.legend(fontsize=8)
     return fig
 
@@ -455,7 +471,7 @@ def plot_trend_summary(slopes: Mapping[str, tuple[float, float]], ref: str = "G"
 def plot_score_percentiles(names: Sequence[str], pct):
     """16/50/84th percentiles of each colour's score over all stars, against ±1."""
     pct = np.asarray(pct)
-    fig = new_figure(8.0, 3.2, left=0.1, bottom=0.25, top=0.96)
+    fig = new_figure(8.0, 3.2, left=0.1, bottom=0.22, top=0.96)
     ax = fig.subplots()
     x = np.arange(len(names))
     ax.fill_between([-0.5, len(names) - 0.5], -1, 1, color="0.9", label="expected 16-84%")
@@ -473,6 +489,7 @@ def plot_score_percentiles(names: Sequence[str], pct):
     ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_xticks(x, names, rotation=60, fontsize=7)
     ax.set_ylabel(r"score $\Delta(X - Y)/\sigma$")
+    ax.set_xlabel("colour X - Y")
     ax.legend(fontsize=8)
     return fig
 
@@ -486,7 +503,7 @@ def plot_validity(vt, *, score_lim=4.0, thresholds=(1e-3, 1e-2)):
     """
     names = list(vt)
     fig = new_figure(
-        2.7 * len(names) + 0.3, 2.8, left=0.07, right=0.98, wspace=0.08, bottom=0.17, top=0.9
+        2.7 * len(names) + 0.3, 2.8, left=0.07, right=0.98, wspace=0.14, bottom=0.17, top=0.9
     )
     axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True, squeeze=False)).ravel()
     for ax, name in zip(axes, names):
@@ -545,26 +562,43 @@ def plot_history(h: Mapping[str, np.ndarray], bands: Sequence[str] | None = None
         )
         if p[0]
     ]
-    fig = new_figure(3.2 * max(len(panels), 1), 3.0, wspace=0.4, bottom=0.15)
-    axes = np.atleast_1d(fig.subplots(1, max(len(panels), 1), squeeze=False)).ravel()
+    from matplotlib import colormaps
+
+    wide = any(h[k].ndim == 2 for ks, _, _ in panels for k in ks)
+    n = max(len(panels), 1)
+    fig = new_figure(
+        3.2 * n + (0.9 if wide else 0.0),
+        3.0,
+        wspace=0.45,
+        bottom=0.15,
+        right=1 - (1.0 if wide else 0.1) / (3.2 * n + (0.9 if wide else 0.0)),
+    )
+    axes = np.atleast_1d(fig.subplots(1, n, squeeze=False)).ravel()
     for ax, (ks, label, log) in zip(axes, panels):
+        per_band = False
         for k in ks:
             v = h[k]
             it = np.arange(len(v))
             if v.ndim == 1:
                 ax.plot(it, v, "o-", ms=3, label=k)
             else:
+                per_band = True
                 names = bands if bands is not None and len(bands) == v.shape[1] else None
+                cols = colormaps["turbo"](np.linspace(0.05, 0.95, v.shape[1]))  # blue → red
                 for c in range(v.shape[1]):
                     ax.plot(
                         it,
                         v[:, c],
                         lw=1,
+                        color=cols[c],
                         label=(names[c] if names else f"{k}[{c}]") if v.shape[1] <= 13 else None,
                     )
         if log and all(np.nanmin(h[k]) > 0 for k in ks):
             ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)
-        ax.legend(fontsize=6, ncol=2)
+        if per_band:
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        else:
+            ax.legend(fontsize=6)
     return fig

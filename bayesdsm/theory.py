@@ -20,10 +20,31 @@ Conventions (see also :mod:`bayesdsm.conventions`):
 
 * R_band(T) = dA_band/dE at E → 0 = ⟨k⟩, the mean of k under that weight (exact).
 
-Only a blackbody source is offered: no stellar library on PyPI works offline
-(``synphot``/``stsynphot`` need the CDBS/TRDS files downloaded, ``expecto`` fetches
-PHOENIX spectra at run time), and the paper's own theory curve (Fig. 10) is a blackbody.
-Any callable ``source(wavelength_AA, teff) -> f_λ`` can be passed instead.
+Only a blackbody source is offered, as in the paper's own theory curve (Fig. 10): no
+library of stellar spectra installs from PyPI with its spectra (checked 2026-11:
+``synphot``/``stsynphot`` need the CDBS/TRDS files downloaded, ``expecto`` and
+``phoenix4all`` fetch PHOENIX spectra at run time, ``milespy`` downloads the MILES
+spectra, ``pyphot`` ships filters and Vega only). ``dustapprox`` 0.2.0 does ship a grid of
+Kurucz-atmosphere extinctions in the Gaia EDR3 bands, but pulls in snakemake,
+scikit-learn and ipywidgets; tests/test_theory.py uses a few of its numbers, with their
+provenance, as a real-atmosphere cross-check: a Kurucz source gives a ~30% larger ΔR/R_G
+than a blackbody (about -13% at 4000 K and +10-12% at 7500 K, relative to 5500 K) and
+nearly the same Appendix B coefficient. Any callable ``source(wavelength_AA, teff) -> f_λ``
+can be passed instead.
+
+**Against the paper's numbers** (Gaia G, F99 at R_V = 3.1, blackbody; see the tests):
+
+* ΔR/R (Fig. 10): -9.3% at 4000 K and +8.9% at 7500 K relative to 5372 K. The paper's
+  "±15%" describes the *learned* R over its stars (which "roughly matches" this curve);
+  the released model's learned ΔR/R_G spans -11.5% to +14.8% (1st-99th percentiles) over
+  the dev stars, whose Teff reaches 3960-8240 K. ``bayesdsm report`` puts both side by side.
+* Appendix B: c = -0.048 (ΔA_G = -0.050 mag at A_G = 1, 6000 K) against the paper's -0.040
+  (Eq. B31) and -0.037 mag. The passband (DR2 vs (E)DR3: 1%), the source (blackbody vs
+  Kurucz: 2-3%) and the F99 implementation (``extinction`` vs ``dust_extinction``: 0.1%)
+  do not explain it. The dust-curve slope does: F99 at R_V = 3.1 has γ = 1.49 over
+  λ₀ ± Δλ, where the paper quotes γ = 1.31, and (1.31/1.49)² = 0.78 is the paper/ours
+  ratio. F99 reaches γ = 1.31 (and c = -0.037) at R_V ≈ 3.9; which curve the paper used
+  is not recoverable from its text.
 
 ``speclite`` and ``extinction`` are optional dependencies (``pip install 'bayesdsm[sim]'``),
 imported on first use.

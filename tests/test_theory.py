@@ -28,47 +28,115 @@ def test_every_band_has_a_speclite_passband(band):
     assert np.isfinite(r) and r > 0
 
 
-def test_delta_R_over_R_gaia_G_matches_paper_scale():
-    # Paper §6 / Fig. 10: R varies most in Gaia G, "by ±15%", following the blackbody ×
-    # passband × F99 theory curve. Over 4,000-7,500 K the theory curve alone spans ~18%.
+# Known values of OUR computation (blackbody × speclite 1.0 "gaiadr2-G", the ESA DR2
+# passband of 2018-03-16 × `extinction` 0.4.9 F99 at R_V = 3.1), pinned so that a change
+# of integration, passband or law shows up; the integrals themselves are checked against
+# an independent reference in test_vectorised_integration_matches_slow_loop.
+DR_G_4000_7500 = (-0.0925, +0.0890)  # ΔR/R of G at 4000 K and 7500 K, relative to 5372 K
+C_FIT_G_6000 = -0.0478  # Appendix B coefficient c (ΔA ≈ c A_G²) at 6000 K
+DA_G_6000_AT_1 = -0.0497  # ΔA_G [mag] at A_G = 1 mag, 6000 K (the paper's Eq. B19 check)
+
+# The paper (Green et al. 2021): §6 / Fig. 10, "The reddening vector varies the most (by
+# ±15%) in Gaia G", describing the learned R over its stars; Appendix B: ν0 = 640 nm,
+# Δν = 144 nm, γ = 1.31, ΔA_G ≈ -0.040 A_G² (Eq. B31), and ΔA_G = -0.037 mag at A_G = 1.
+PAPER_DR_G = 0.15
+PAPER_B = dict(lambda0=6400.0, dlambda=1440.0, gamma=1.31, c_b31=-0.040, da_at_1=-0.037)
+
+# A real-atmosphere cross-check: dA_G/dA0 at A0 -> 0 (A0 = extinction at 550 nm), and the
+# quadratic coefficient c2/R² of A_G(A0) in units of A_G², from a cubic fit over A0 = 0-4
+# mag (the same fit is applied to our blackbody below) to dustapprox 0.2.0 (PyPI),
+# file dustapprox/data/precomputed/grids/kurucz_gaiaedr3_small_a0_grid.csv, rows
+# passband GAIA_GAIA3.G, [Fe/H] = 0: Kurucz atmospheres × Gaia EDR3 G × F99 (R0 = 3.1, as
+# the F99 models dustapprox fits to its grids state in their metadata).
+KURUCZ_G = {  # (log g, Teff): (dA_G/dA0, c2/R²)
+    (4.5, 4000.0): (0.7787, -0.0419),
+    (4.5, 5500.0): (0.8957, -0.0445),
+    (4.5, 6000.0): (0.9221, -0.0454),
+    (4.5, 7500.0): (0.9863, -0.0453),
+    (2.5, 4000.0): (0.7844, -0.0400),
+    (2.5, 5500.0): (0.8958, -0.0443),
+    (2.5, 6000.0): (0.9256, -0.0453),
+    (2.5, 7500.0): (1.0059, -0.0451),
+}
+
+
+def test_delta_R_over_R_gaia_G_against_paper():
     d = th.delta_R_over_R(T_PAPER, "G")
     ptp = {b: np.ptp(th.delta_R_over_R(T_PAPER, b)) for b in ("G", "BP", "RP", "g")}
-    print("ΔR/R(G) at 4000, 5372, 7500 K:", d[0], th.delta_R_over_R(5372.0, "G"), d[-1])
-    print("peak-to-peak ΔR/R over 4000-7500 K:", ptp)
-    assert 0.15 <= np.ptp(d) <= 0.40
+    print("ΔR/R(G) at 4000, 7500 K:", d[0], d[-1], " peak-to-peak 4000-7500 K:", ptp)
+    np.testing.assert_allclose([d[0], d[-1]], DR_G_4000_7500, atol=0.002)
     assert np.all(np.diff(d) > 0), "hotter stars are bluer, so R rises with Teff"
     assert abs(th.delta_R_over_R(th.DEFAULT_TEFF_REF, "G")) < 1e-12
+    # The paper's ±15% is the LEARNED variation over its stars. A blackbody curve over
+    # 4000-7500 K reaches only ~60% of it at each end (the released model's learned
+    # ΔR/R_G spans -11.5%..+14.8% over the dev stars: tests/test_report.py), so the
+    # statement is reproduced only as the paper makes it: "roughly matches".
+    assert 0.5 < abs(d[0]) / PAPER_DR_G < 0.7 and 0.5 < d[-1] / PAPER_DR_G < 0.7
+    # The (E)DR3 passband (speclite "gaiadr3-G") moves the curve by < 0.5 percentage points.
+    d3 = th.delta_R_over_R(T_PAPER, "gaiadr3-G")
+    assert np.max(np.abs(d3 - d)) < 0.005
     # wider passbands vary more: G is the widest, and the optical bands vary more than g
     assert ptp["G"] > ptp["BP"] > ptp["RP"] and ptp["G"] > ptp["g"]
     for b in ("J", "H", "Ks", "W1", "W2"):
         assert np.ptp(th.delta_R_over_R(T_PAPER, b)) < 0.01
 
 
-def test_gaia_G_nonlinearity_is_about_minus_0p04():
-    # Appendix B: ΔA_G ≈ -0.040 A_G² (Eq. B31), and -0.037 mag at A_G = 1 numerically.
+@pytest.mark.parametrize("logg", [4.5, 2.5])
+def test_blackbody_vs_kurucz_gaia_G(logg):
+    """A blackbody under-predicts the Teff dependence of R_G by 10-40% relative to Kurucz
+    atmospheres, and gives nearly the same Appendix B coefficient."""
+    k = {t: v for (g, t), v in KURUCZ_G.items() if g == logg}
+    kur = np.array([k[4000.0][0], k[7500.0][0]]) / k[5500.0][0] - 1.0
+    bb = th.delta_R_over_R(np.array([4000.0, 7500.0]), "gaiadr3-G", teff_ref=5500.0)
+    print(f"log g {logg}: ΔR/R at 4000, 7500 K (ref 5500 K): Kurucz {kur}, blackbody {bb}")
+    assert np.all(np.sign(bb) == np.sign(kur))
+    assert np.all((0.6 < bb / kur) & (bb / kur < 0.9))
+    # the same cubic fit of A_G(A0) on A0 = 0..4 mag as was applied to the Kurucz grid
+    k55 = float(th.dust_law(np.array([5500.0]))[0])
+    a0 = np.arange(0.0, 5.0)
+    coef = np.polyfit(a0, th.band_extinction(6000.0, a0 / k55, "gaiadr3-G"), 3)[::-1]
+    c_bb = coef[2] / coef[1] ** 2
+    print(f"c2/R² at 6000 K: Kurucz {k[6000.0][1]}, blackbody {c_bb:.4f}")
+    assert c_bb / k[6000.0][1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_gaia_G_nonlinearity_against_appendix_b():
     c_fit = float(th.nonlinearity_coefficient("G", 6000.0, method="fit"))
     c_mom = float(th.nonlinearity_coefficient("G", 6000.0, method="moments"))
     c_pow = float(th.nonlinearity_coefficient("G", 6000.0, method="powerlaw"))
     da1 = float(th.extinction_nonlinearity(1.0, "G", 6000.0))
+    p = th.appendix_b_parameters("G", variable="wavelength")
     print(f"G at 6000 K: c_fit={c_fit:.4f} c_moments={c_mom:.4f} c_B31={c_pow:.4f} dA(1)={da1:.4f}")
-    assert -0.055 <= c_fit <= -0.025
-    assert -0.060 <= da1 <= -0.025
+    print(f"G moments [Å]: {p.lambda0:.0f} ± {p.dlambda:.0f}, gamma {p.gamma:.3f}")
+    assert c_fit == pytest.approx(C_FIT_G_6000, abs=0.001)
+    assert da1 == pytest.approx(DA_G_6000_AT_1, abs=0.001)
     assert abs(c_mom / c_fit - 1) < 0.02, "exact leading order vs the fitted quadratic"
-    assert abs(c_pow / c_fit - 1) < 0.20, "Gaussian/power-law approximation (Eq. B31)"
+    assert abs(c_pow / c_fit - 1) < 0.05, "Gaussian/power-law approximation (Eq. B31)"
+    # Our c is ~20% more negative than the paper's. The paper's -0.040 follows from its
+    # own (λ0, Δλ, γ) through Eq. B31; its passband moments agree with ours (5%), but
+    # its γ = 1.31 does not: F99 at R_V = 3.1 has γ = 1.49 over the same λ0 ± Δλ.
+    lam0, dlam, gam = PAPER_B["lambda0"], PAPER_B["dlambda"], PAPER_B["gamma"]
+    b31 = -(np.log(10) / 5) * (dlam / lam0) ** 2 * gam**2
+    assert b31 == pytest.approx(PAPER_B["c_b31"], abs=0.0005)
+    assert p.lambda0 == pytest.approx(lam0, rel=0.05)
+    assert p.dlambda == pytest.approx(dlam, rel=0.05)
+    assert 1.45 < p.gamma < 1.52
+    # γ² carries the difference: (γ_paper/γ_ours)² matches the paper/ours ratio of the
+    # numerical ΔA(A_G = 1) to within 5%.
+    assert PAPER_B["da_at_1"] / da1 == pytest.approx((gam / p.gamma) ** 2, rel=0.05)
+    # What does not explain it: the passband version (DR2 vs (E)DR3) ...
+    c_dr3 = float(th.nonlinearity_coefficient("gaiadr3-G", 6000.0))
+    assert abs(c_dr3 / c_fit - 1) < 0.03
+    # ... nor the source (blackbody vs Kurucz: < 5%, test_blackbody_vs_kurucz_gaia_G);
+    # a greyer F99 would: R_V ≈ 3.9 gives the paper's γ and ΔA(1).
+    p39 = th.appendix_b_parameters("G", variable="wavelength", r_v=3.9)
+    assert p39.gamma == pytest.approx(gam, abs=0.02)
+    da1_39 = float(th.extinction_nonlinearity(1.0, "G", 6000.0, r_v=3.9))
+    assert da1_39 == pytest.approx(PAPER_B["da_at_1"], abs=0.003)
     # "The numerical result only varies by 20% for source temperatures between 4000 K
     # and 8000 K."
     c_t = th.nonlinearity_coefficient("G", np.array([4000.0, 6000.0, 8000.0]))
     assert np.ptp(c_t) / abs(c_t.mean()) < 0.20
-
-
-def test_appendix_b_passband_moments_match_paper():
-    # Appendix B: for the Gaia G transmission, "ν0 = 640 nm, Δν = 144 nm" (they are the
-    # moments of T(λ)dλ). Our DR2 curve is not the MAW18 revision, so allow 5%.
-    p = th.appendix_b_parameters("G", variable="wavelength")
-    print("G wavelength moments [Å]:", p.lambda0, p.dlambda, "gamma", p.gamma)
-    assert p.lambda0 == pytest.approx(6400.0, rel=0.05)
-    assert p.dlambda == pytest.approx(1440.0, rel=0.05)
-    assert 1.1 < p.gamma < 1.7
 
 
 def _slow_band_extinction(teff, ebv, name, r_v=3.1):
