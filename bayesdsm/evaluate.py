@@ -137,6 +137,10 @@ def summarize(chi2_dof, flag, scores=None) -> dict:
 def evaluate_catalog(model, cat, *, chunk: int = 4096) -> Evaluation:
     """χ², dof, χ²/dof and residual scores of every star of a prepared catalog.
 
+    χ² is Eq. 6 at the catalogue's reddening prior (the paper's test-set figure); the
+    scores are Eq. 18 at the best-fit reddening of Eq. 8-9, with the residual covariance
+    after that fit (:func:`bayesdsm.likelihood.colour_scores`, ``fit_reddening=True``).
+
     Args:
         model: a :class:`~bayesdsm.modelfile.StellarModel` or an
             :class:`~bayesdsm.emulator.Emulator`.
@@ -173,7 +177,7 @@ def evaluate_catalog(model, cat, *, chunk: int = 4096) -> Evaluation:
         )
 
         def per_star(e, s):
-            return chi2(e, s), dof(s), colour_scores(e, s)
+            return chi2(e, s), dof(s), colour_scores(e, s, fit_reddening=True)
 
         fn = jax.jit(lambda s: batched(per_star)(emu, s))
         c2, d, sc = _chunked(fn, stars, n, chunk)

@@ -207,16 +207,38 @@ def reddening_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):
     return mean, 1.0 / prec
 
 
-def colour_scores(emu: Emulator, star: StarData, ebv=None, ebv_err=None):
+def colour_scores(emu: Emulator, star: StarData, ebv=None, ebv_err=None, *, fit_reddening=False):
     """Residual scores Δ(X - ref)/σ(X - ref) of Eq. 18, shape (n_bands - 1,).
 
-    σ² of a colour comes from C_m (Eq. 4): C_XX + C_rr - 2 C_Xr. Unobserved colours
-    (either band missing) give NaN.
+    Unobserved colours (either band missing) give NaN.
+
+    Args:
+        ebv, ebv_err: the reddening (default the star's own ``ebv``/``ebv_err``).
+        fit_reddening: how that reddening relates to this photometry.
+
+            * ``False``: it is independent of it (a dust-map prior, or the truth). σ² of a
+              colour comes from C_m (Eq. 4) at that E: C_XX + C_rr - 2 C_Xr.
+            * ``True``: (ebv, ebv_err) is the prior, and Ê is the best fit of Eq. 8-9 to
+              this same photometry (clipped at 0), as the paper scores Fig. 12. The fit
+              absorbs the residual along R, so the residual's covariance is not C_m but
+              C_n - σ_post² R Rᵀ, where C_n is C_m without its E term and σ_post² the
+              posterior variance of E: with r₀ = m̂ - M - E₀R ~ N(0, S),
+              S = C_n + σ_E² R Rᵀ, the residual is r = C_n S⁻¹ r₀, so
+              Cov(r) = C_n S⁻¹ C_n = C_n - σ_post² R Rᵀ (Sherman-Morrison). Scored with
+              C_m instead, colours whose variance the σ_E R term dominates come out
+              narrower than ±1 even for a perfect model.
     """
     ebv = star.ebv if ebv is None else ebv
     ebv_err = star.ebv_err if ebv_err is None else ebv_err
-    m, _ = model_magnitudes(emu, star.theta, ebv)
+    if fit_reddening:
+        prior_err = ebv_err
+        ebv = jnp.maximum(reddening_posterior(emu, star, ebv, ebv_err)[0], 0.0)
+        ebv_err = jnp.ones_like(ebv_err)
+    m, R = model_magnitudes(emu, star.theta, ebv)
     cov = star_covariance(emu, star, ebv=ebv, ebv_err=ebv_err)
+    if fit_reddening:
+        cov = cov._replace(U=cov.U.at[:, 3].set(0.0))  # C_n: C_m at Ê without σ_E² R Rᵀ
+        post_var = 1.0 / (quadform(cov, (R * star.mask)[:, None])[0, 0] + prior_err**-2)
     d = (star.mag - m) * star.mask
     dc = d[1:] - d[0]
     # colour variance from the finite part of C_m: diag + J C_θ Jᵀ + σ_E² R Rᵀ
@@ -224,8 +246,10 @@ def colour_scores(emu: Emulator, star: StarData, ebv=None, ebv_err=None):
     Uf = cov.U[:, :4] / jnp.sqrt(cov.sinv[:4])[None, :]
     Uc = Uf[1:] - Uf[0][None, :]
     var_c = var_m[1:] + var_m[0] + jnp.sum(Uc**2, axis=1)
+    if fit_reddening:
+        var_c = var_c - post_var * (R[1:] - R[0]) ** 2
     ok = (star.mask[1:] > 0) & (star.mask[0] > 0)
-    return jnp.where(ok, dc / jnp.sqrt(var_c), jnp.nan)
+    return jnp.where(ok, dc / jnp.sqrt(jnp.where(ok, var_c, 1.0)), jnp.nan)
 
 
 def frozen_whitening(emu: Emulator, star: StarData, *, gradients=True, extinction=True):

@@ -96,6 +96,27 @@ def dense_scores(w, star):
     return np.where((mask[1:] > 0) & (mask[0] > 0), out, np.nan)
 
 
+def dense_fitted_scores(w, star):
+    """Scores at the best-fit Ê (Eq. 8-9, clipped at 0), σ² = diag B C_n S⁻¹ C_n Bᵀ.
+
+    C_n is C_m at Ê without the E term and S = C_n + σ_E² R Rᵀ (σ_E the prior's), over
+    the components the fit uses (c₀ = m_ref - μ̂ only with a parallax): the covariance of
+    the residual after fitting E, by dense products (not by the Sherman-Morrison form
+    the fast path uses).
+    """
+    mean, _ = dense_reddening_posterior(w, star, float(star.ebv), float(star.ebv_err))
+    e = max(mean, 0.0)
+    dc, Cn, used, R = dense_colour_system(w, star, ebv=e, ebv_err=0.0)
+    BR = b_mat(len(R)) @ R
+    mask = np.asarray(star.mask, np.float64)
+    Cn_u = Cn[np.ix_(used, used)]
+    S = Cn_u + float(star.ebv_err) ** 2 * np.outer(BR[used], BR[used])
+    var = np.full(len(R), np.nan)
+    var[used] = np.diag(Cn_u @ np.linalg.solve(S, Cn_u))
+    out = dc[1:] / np.sqrt(var[1:])
+    return np.where((mask[1:] > 0) & (mask[0] > 0), out, np.nan)
+
+
 def random_emulator(key, dtype=np.float64):
     """A random emulator with non-trivial hidden, output and extinction weights."""
     import jax

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from _reference import (
     dense_chi2,
+    dense_fitted_scores,
     dense_reddening_posterior,
     dense_scores,
     np_weights,
@@ -25,6 +28,7 @@ from bayesdsm.likelihood import (
     colour_scores,
     dof,
     frozen_whitening,
+    model_magnitudes,
     n_components,
     reddening_posterior,
 )
@@ -106,6 +110,54 @@ def test_colour_scores_match_dense(setup):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         ok = ~np.isnan(want)
         np.testing.assert_allclose(got[ok], want[ok], rtol=1e-10)
+
+
+def test_fitted_colour_scores_match_dense(setup):
+    emu, stars = setup
+    w = np_weights(emu)
+    fn = jax.jit(functools.partial(colour_scores, fit_reddening=True))
+    for i in range(N_STARS):
+        s = star(stars, i)
+        got = np.asarray(fn(emu, jax.tree_util.tree_map(jnp.asarray, s)))
+        want = dense_fitted_scores(w, s)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        ok = ~np.isnan(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-8)
+
+
+def test_fitted_scores_are_standard_normal_for_honest_errors(key):
+    """Stars drawn from the model with the errors they report, E from its prior.
+
+    With Ê fitted to the same photometry (Fig. 12's recipe) the scores' 16/50/84th
+    percentiles are -1/0/+1 within sampling error; scored with C_m at Ê they are not
+    (the σ_E R term counts the uncertainty the fit has already absorbed).
+    """
+    rng = np.random.default_rng(11)
+    n = 3000
+    with jax.enable_x64(True):
+        emu = random_emulator(key, jnp.float64)
+        st = random_stars(rng, n, p_missing=0.2, p_parallax=1.0)
+        true_theta = st.theta + np.einsum("nij,nj->ni", st.theta_chol, rng.normal(size=(n, 3)))
+        prior, prior_err = rng.uniform(0.2, 0.8, n), rng.uniform(0.05, 0.2, n)
+        ebv = prior + prior_err * rng.normal(size=n)
+        M, R = jax.vmap(lambda t: model_magnitudes(emu, t, 0.0))(jnp.asarray(true_theta))
+        mu = rng.uniform(8, 12, n)
+        mag = np.asarray(M) + np.asarray(R) * ebv[:, None] + mu[:, None]
+        mag = mag + st.mag_err * rng.normal(size=mag.shape)
+        plx_mu = mu + st.sigma_mu * rng.normal(size=n)
+        st = st._replace(mag=np.where(st.mask > 0, mag, 0.0), mu=plx_mu, ebv=prior,
+                         ebv_err=prior_err)  # fmt: skip
+        jst = jax.tree_util.tree_map(jnp.asarray, st)
+        fitted = jax.jit(jax.vmap(lambda s: colour_scores(emu, s, fit_reddening=True)))(jst)
+        post = jax.vmap(lambda s: reddening_posterior(emu, s, s.ebv, s.ebv_err))(jst)
+        at_post = jax.jit(jax.vmap(lambda s, e, v: colour_scores(emu, s, e, jnp.sqrt(v))))(
+            jst, jnp.maximum(post[0], 0.0), post[1]
+        )
+    p_fit = np.nanpercentile(np.asarray(fitted), [16, 50, 84])
+    p_cm = np.nanpercentile(np.asarray(at_post), [16, 50, 84])
+    print("fitted:", p_fit, "C_m at Ê:", p_cm)
+    np.testing.assert_allclose(p_fit, [-1.0, 0.0, 1.0], atol=0.06)
+    assert p_cm[2] - p_cm[0] < 1.9, "C_m at the fitted Ê gives too-narrow scores"
 
 
 def test_float32_agrees_with_float64(key):
