@@ -42,6 +42,13 @@ def big_catalog(directory: Path, n: int, seed: int = 0):
     return big.replace(theta=big.theta + jitter)
 
 
+def _load() -> str:
+    """The load average (1, 5, 15 min) as "a / b / c", or "n/a"."""
+    if not hasattr(os, "getloadavg"):
+        return "n/a"
+    return " / ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="stars in the catalog")
@@ -49,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--write", default=None, help="append the result to this Markdown file")
     args = ap.parse_args(argv)
     directory = Path(os.environ.get("BAYESDSM_GREEN2020_DIR", "../shared/green2020"))
+    load0 = _load()
     t0 = time.perf_counter()
     cat = big_catalog(directory, args.n)
     t_cat = time.perf_counter() - t0
@@ -61,11 +69,11 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t1
     timing = res.summary["timing_s"]
     figs = sum(v for k, v in timing.items() if k not in ("diagnostics", "context", "total"))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load1 = _load()
     row = (
         f"| {args.n:,} | {wall:.1f} | {timing['diagnostics']:.1f} | {timing['context']:.1f} | "
-        f"{figs:.1f} | {len(res.figures)} | {os.cpu_count()} CPU, load {load:.1f}, "
-        f"{platform.machine()} |"
+        f"{figs:.1f} | {len(res.figures)} | {os.cpu_count()} CPU, load (1/5/15 min) "
+        f"{load0} at start, {load1} at end, {platform.machine()} |"
     )
     print(f"catalog built in {t_cat:.1f} s (not part of the report)")
     print(
