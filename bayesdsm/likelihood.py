@@ -37,6 +37,7 @@ __all__ = [
     "dof",
     "reddening_posterior",
     "colour_scores",
+    "linearized_parallax",
     "frozen_whitening",
     "chi2_whitened",
     "model_jacobians",
@@ -288,6 +289,43 @@ def model_jacobians(emu: Emulator, theta):
 
     (dM, dR), (M, R) = jax.jacfwd(f, has_aux=True)(theta)
     return M, R, dM, dR
+
+
+def linearized_parallax(emu: Emulator, star: StarData, plx, plx_err):
+    """(μ̃, σ_μ): the parallax likelihood in ϖ, linearised at the model's distance.
+
+    Inverting ϖ̂ (μ̂ = 10 - 5 log10 ϖ̂) needs ϖ̂ > 0 and, after a cut on ϖ̂/σ_ϖ, is biased
+    towards small distances (stars near the cut scattered up into it), more so the
+    farther and the more reddened the star: a bias the fit then puts into R and M. The
+    Gaussian N(ϖ̂ | ϖ(μ), σ_ϖ) has no such bias and takes every parallax, negative ones
+    included. Linearising ϖ(μ) = 10^((10 - μ)/5) at the model's photometric distance
+    modulus p (precision-weighted mean of m̂ - M - E R over the observed bands; E the
+    star's current ``ebv``) gives a Gaussian in μ with
+
+        μ̃ = p - (5 / ln 10)(ϖ̂ / ϖ_p - 1),   σ_μ = (5 / ln 10) σ_ϖ / ϖ_p,
+
+    which replaces (μ̂, σ_μ) in :class:`StarData`. Rebuilt once per training iteration,
+    like the covariance, it converges to the exact ϖ-space likelihood as the model
+    does (to first order in μ - p).
+
+    Args:
+        plx, plx_err: ϖ̂ and σ_ϖ (mas); NaN or σ_ϖ ≤ 0 means no parallax.
+
+    Returns:
+        (mu, sigma_mu, has_parallax) for :class:`StarData`.
+    """
+    m, _ = model_magnitudes(emu, star.theta, star.ebv)
+    w = star.mask / star.mag_err**2
+    p = jnp.sum(w * (star.mag - m)) / jnp.maximum(jnp.sum(w), 1e-30)
+    has = jnp.isfinite(plx) & jnp.isfinite(plx_err) & (plx_err > 0) & (jnp.sum(w) > 0)
+    plx_p = 10.0 ** ((10.0 - p) / 5.0)
+    mu = p - LN10_5 * (jnp.where(has, plx, plx_p) / plx_p - 1.0)
+    sigma_mu = LN10_5 * jnp.where(has, plx_err, 1.0) / plx_p
+    return (
+        jnp.where(has, mu, 0.0),
+        jnp.where(has, sigma_mu, 1.0),
+        has.astype(star.mag.dtype),
+    )
 
 
 def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):

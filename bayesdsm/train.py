@@ -66,6 +66,7 @@ from bayesdsm.likelihood import (
     StarData,
     chi2_whitened,
     frozen_whitening,
+    linearized_parallax,
     rebuild_star,
     stardata_from_catalog,
 )
@@ -91,6 +92,7 @@ __all__ = [
 ]
 
 METHODS = ("paper", "latent_theta")
+PARALLAX_MODES = ("inverted", "linearized")
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,14 @@ class TrainConfig:
         validate_every_epoch: compute the validation loss after every epoch (progress
             display); otherwise only after each iteration.
         min_split_stars: each of the three splits must get at least this many stars.
+        parallax: how parallaxes enter. ``"inverted"`` (the paper): μ̂ = 10 - 5 log10 ϖ̂
+            with σ_μ = (5/ln 10) σ_ϖ/ϖ̂, for stars passing the SNR cut of
+            :func:`bayesdsm.cuts.prepare`. ``"linearized"`` (beyond the paper): from
+            iteration 1 on, every finite parallax (any SNR, negative ones too) enters as
+            a Gaussian in ϖ linearised at the previous network's photometric distance
+            (:func:`bayesdsm.likelihood.linearized_parallax`), rebuilt each iteration
+            with the covariances; this removes the distance bias that the SNR cut and
+            the inversion put into R and M (see BENCHMARKS.md).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -156,6 +166,7 @@ class TrainConfig:
     validate_every_epoch: bool = True
     min_split_stars: int = 1
     init_bias_from_data: bool = True
+    parallax: str = "inverted"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -169,6 +180,10 @@ class TrainConfig:
         for name in ("n_iterations", "epochs", "batch_size", "chunk_size", "chi2_end_iteration"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.parallax not in PARALLAX_MODES:
+            raise ConfigError(
+                f"TrainConfig.parallax must be one of {PARALLAX_MODES}, not {self.parallax!r}"
+            )
         if self.dof_rule not in ("paper", "components"):
             raise ConfigError("TrainConfig.dof_rule must be 'paper' or 'components'")
         if self.dtype not in ("float32", "float64"):
@@ -417,6 +432,11 @@ def _loss_chunk(emu, stars, W):
 
 
 @jax.jit
+def _parallax_chunk(emu, stars, plx, plx_err):
+    return jax.vmap(linearized_parallax, in_axes=(None, 0, 0, 0))(emu, stars, plx, plx_err)
+
+
+@jax.jit
 def _rebuild_chunk(emu, stars, prior_mean, prior_err, consts):
     """Reddening update (clipped, floored), rebuilt W and χ² of a chunk (§4 step 3),
     with one Jacobian per star (:func:`bayesdsm.likelihood.rebuild_star`)."""
@@ -458,6 +478,7 @@ class _State(NamedTuple):
     ebv_err: np.ndarray  # (N,)
     excluded: np.ndarray  # (N,) bool, for the next iteration
     chi2_dof: np.ndarray  # (N,)
+    parallax: tuple  # (mu, sigma_mu, has_parallax) of StarData, (N,) each
     iteration: int  # next iteration to run
     history: list
 
@@ -494,6 +515,9 @@ def _save_checkpoint(path: Path, state: _State, meta: dict) -> None:
         ebv_err=state.ebv_err,
         excluded=state.excluded,
         chi2_dof=state.chi2_dof,
+        mu=state.parallax[0],
+        sigma_mu=state.parallax[1],
+        has_parallax=state.parallax[2],
         meta=np.array(json.dumps({**meta, "iteration": state.iteration, "history": state.history})),
     )
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
@@ -538,6 +562,7 @@ def _restore(path: Path, template_state, meta_expected: dict) -> _State:
         arrays["ebv_err"],
         arrays["excluded"].astype(bool),
         arrays["chi2_dof"],
+        (arrays["mu"], arrays["sigma_mu"], arrays["has_parallax"]),
         int(meta["iteration"]),
         list(meta["history"]),
     )
@@ -665,7 +690,6 @@ def train(
     split = np.zeros(n, np.int8)
     split[val_idx], split[test_idx] = 1, 2
     prior_mean, prior_err = stars.ebv.copy(), stars.ebv_err.copy()
-    dof = _dof(stars, config.dof_rule)
     base_key = jax.random.PRNGKey(config.seed)
     init_emu = _initial_emulator(
         jax.random.fold_in(base_key, 1_000_003), stars, train_idx, config, cat.bands, dtype
@@ -711,8 +735,12 @@ def train(
         state = _restore(ckpt, svi_state, meta)
     else:
         excluded = np.asarray(prior_err > config.max_ebv_err_first)
-        state = _State(svi_state, prior_mean.copy(), prior_err.copy(), excluded, np.zeros(n), 0, [])
-    stars_cur = stars._replace(ebv=state.ebv.astype(dtype), ebv_err=state.ebv_err.astype(dtype))
+        plx0 = (stars.mu.copy(), stars.sigma_mu.copy(), stars.has_parallax.copy())
+        state = _State(
+            svi_state, prior_mean.copy(), prior_err.copy(), excluded, np.zeros(n), plx0, 0, []
+        )
+    plx_obs = (np.asarray(cat.parallax, np.float64), np.asarray(cat.parallax_err, np.float64))
+    stars_cur = _with_state(stars, state)
     last = config.n_iterations if stop_after is None else min(stop_after, config.n_iterations)
     t_start = time.perf_counter()
     cache: dict = {}
@@ -734,7 +762,7 @@ def train(
                     break
             state, stars_cur = _iteration(
                 state, stars, stars_cur, fitter, config, base_key, split, train_idx, val_idx,
-                prior_mean, prior_err, dof, cat, progress, cache,
+                prior_mean, prior_err, plx_obs, cat, progress, cache,
             )  # fmt: skip
             state.history[-1]["elapsed_s"] = time.perf_counter() - t_start
             if ckpt is not None:
@@ -749,7 +777,7 @@ def train(
         outer.close()
 
     emu = _emulator_of(fitter, state.svi_state)
-    test_summary = _test_summary(state, split, dof)
+    test_summary = _test_summary(state, split, _dof(_with_state(stars, state), config.dof_rule))
     history = list(state.history)
     if history:
         history[-1] = {**history[-1], "test": test_summary}
@@ -801,17 +829,31 @@ def _validity(cat, stars, train_idx, excluded):
     )
 
 
+def _with_state(stars: StarData, state: _State) -> StarData:
+    """The StarData of the state: current E′ and parallax terms."""
+    dtype = stars.mag.dtype
+    mu, sigma_mu, has = (np.asarray(a).astype(dtype) for a in state.parallax)
+    return stars._replace(
+        ebv=np.asarray(state.ebv).astype(dtype),
+        ebv_err=np.asarray(state.ebv_err).astype(dtype),
+        mu=mu, sigma_mu=sigma_mu, has_parallax=has,
+    )  # fmt: skip
+
+
 def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_idx, val_idx,
-               prior_mean, prior_err, dof, cat, progress, cache):  # fmt: skip
+               prior_mean, prior_err, plx_obs, cat, progress, cache):  # fmt: skip
     """Run iteration ``state.iteration``; return the new state and the updated StarData.
 
     ``cache`` carries the rebuilt whitening W of all stars (key ``"W"``) to the next
     iteration (key ``"iteration"``), so each iteration computes the Jacobians once.
+    ``stars`` holds the catalogue's reddening prior; its parallax terms are the state's.
     """
     from tqdm.auto import tqdm
 
     k = state.iteration
     dtype = stars.mag.dtype
+    mu, sigma_mu, has = (np.asarray(a).astype(dtype) for a in state.parallax)
+    stars = stars._replace(mu=mu, sigma_mu=sigma_mu, has_parallax=has)
     chunk = config.chunk_size
     emu_prev = _emulator_of(fitter, state.svi_state)
     first = k == 0
@@ -917,6 +959,20 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     val_loss = _eval_loss(fitter, svi_state, stars_val, W_val, val_keep, config)
     # 2-4. reddening update, rebuilt covariances, χ²/dof, exclusions
     emu = _emulator_of(fitter, svi_state)
+    plx_terms = state.parallax
+    if config.parallax == "linearized":
+        # linearised at this network's distances (E′ of the last rebuild), before the
+        # rebuild so that the new covariances carry the new σ_μ
+        at = stars._replace(ebv=stars_cur.ebv)
+        plx_terms = tuple(
+            np.asarray(a)
+            for a in _chunked(
+                lambda s, a, b: _parallax_chunk(emu, s, a, b), len(stars.mag), chunk, at,
+                plx_obs[0].astype(dtype), plx_obs[1].astype(dtype),
+            )
+        )  # fmt: skip
+        stars = stars._replace(mu=plx_terms[0], sigma_mu=plx_terms[1], has_parallax=plx_terms[2])
+    dof = _dof(stars, config.dof_rule)
     ebv, ebv_err, cache["W"], chi, R = _chunked(
         lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts),
         len(stars.mag), chunk, stars, prior_mean, prior_err,
@@ -949,9 +1005,10 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         "time_epochs_s": t_epochs,
         "time_rebuild_s": t_rebuild,
     }
-    state = _State(svi_state, ebv, ebv_err, excluded, chi2_dof, k + 1, [*state.history, record])
-    stars_cur = stars._replace(ebv=ebv.astype(dtype), ebv_err=ebv_err.astype(dtype))
-    return state, stars_cur
+    state = _State(
+        svi_state, ebv, ebv_err, excluded, chi2_dof, plx_terms, k + 1, [*state.history, record]
+    )
+    return state, _with_state(stars, state)
 
 
 def _prior_constant(template, n_total, config) -> float:

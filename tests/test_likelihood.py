@@ -28,6 +28,7 @@ from bayesdsm.likelihood import (
     colour_scores,
     dof,
     frozen_whitening,
+    linearized_parallax,
     model_magnitudes,
     n_components,
     reddening_posterior,
@@ -244,3 +245,45 @@ def test_star_without_colours_does_not_poison_the_batch(setup):
     assert float(c[0]) == 0.0
     grads = jax.jit(jax.grad(loss))(emu)
     assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_linearized_parallax_known_values(key):
+    """At ϖ̂ = ϖ(p) it is the inverted parallax; it is linear in ϖ̂ with slope -σ_μ/σ_ϖ."""
+    with jax.enable_x64(True):
+        emu = random_emulator(key, jnp.float64)
+        s = jax.tree_util.tree_map(jnp.asarray, star(random_stars(np.random.default_rng(5), 1), 0))
+        m, _ = model_magnitudes(emu, s.theta, s.ebv)
+        w = s.mask / s.mag_err**2
+        p = float(jnp.sum(w * (s.mag - m)) / jnp.sum(w))  # the photometric distance modulus
+        plx_p = 10 ** ((10 - p) / 5)
+        f = jax.jit(linearized_parallax)
+        mu, sig, has = f(emu, s, plx_p, 0.1 * plx_p)
+        assert float(has) == 1.0
+        assert float(mu) == pytest.approx(p, abs=1e-10)
+        assert float(sig) == pytest.approx(5 / np.log(10) * 0.1, rel=1e-12)
+        mu2, sig2, _ = f(emu, s, -0.5 * plx_p, 0.1 * plx_p)  # negative parallaxes are used
+        assert float(sig2) == pytest.approx(float(sig), rel=1e-12)
+        assert float(mu2 - mu) == pytest.approx(1.5 * 5 / np.log(10), rel=1e-12)
+        _, _, none = f(emu, s, np.nan, 0.1)
+        assert float(none) == 0.0
+
+
+def test_linearized_parallax_is_unbiased_where_inversion_after_a_snr_cut_is_not():
+    """Stars ∝ d² in volume, σ_ϖ fixed: μ̂ = 10 - 5 log10 ϖ̂ of the stars with ϖ̂/σ_ϖ > 5
+    is biased short (upward-scattered parallaxes pass the cut), while the linearised ϖ
+    likelihood of all stars, at the true photometric distance, has mean pull 0."""
+    rng = np.random.default_rng(2)
+    n = 200_000
+    d = 5000.0 * rng.uniform(size=n) ** (1 / 3)  # pc
+    mu_true = 5 * np.log10(d) - 5
+    sig = 0.05
+    plx = 1000.0 / d + sig * rng.normal(size=n)
+    # the linearisation of linearized_parallax at p = μ_true, in closed form
+    plx_p = 10 ** ((10 - mu_true) / 5)
+    mu_lin = mu_true - 5 / np.log(10) * (plx / plx_p - 1)
+    pull_lin = (mu_lin - mu_true) / (5 / np.log(10) * sig / plx_p)
+    cut = plx / sig > 5
+    mu_inv = 10 - 5 * np.log10(plx[cut])
+    pull_inv = (mu_inv - mu_true[cut]) / (5 / np.log(10) * sig / plx[cut])
+    assert abs(pull_lin.mean()) < 5 * pull_lin.std() / np.sqrt(n)
+    assert pull_inv.mean() < -0.1

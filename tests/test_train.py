@@ -6,6 +6,7 @@ once; the subprocess kill/resume test and the recovery test are slow.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -219,6 +220,28 @@ def test_deterministic_and_resume_in_process(cat, run, tmp_path):
     for name in a:
         np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
     np.testing.assert_array_equal(full.ebv, run.ebv)
+
+
+def test_linearized_parallax_takes_every_parallax_and_resumes(cat, tmp_path):
+    cfg = dataclasses.replace(TINY, parallax="linearized")
+    ckpt = tmp_path / "lin.npz"
+    part = train(cat, cfg, checkpoint=ckpt, stop_after=1)
+    _, arrays = load_checkpoint(ckpt)
+    rows = np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool))
+    plx = np.asarray(cat.parallax)[rows]
+    assert (plx / np.asarray(cat.parallax_err)[rows] < 5).any(), "the toy has low-SNR stars"
+    np.testing.assert_array_equal(arrays["has_parallax"], np.isfinite(plx).astype(float))
+    assert np.all(np.isfinite(arrays["mu"])) and np.all(arrays["sigma_mu"] > 0)
+    assert part.history[0]["iteration"] == 0
+    full = train(cat, cfg, checkpoint=ckpt, resume=True)
+    ref = train(cat, cfg)
+    a, b = emulator_arrays(full.emulator), emulator_arrays(ref.emulator)
+    for name in a:
+        np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
+    np.testing.assert_array_equal(full.ebv, ref.ebv)
+    # and it is not the inverted-parallax fit
+    inv = emulator_arrays(train(cat, TINY).emulator)
+    assert any(not np.array_equal(np.asarray(a[k]), np.asarray(inv[k])) for k in a)
 
 
 def test_rebuild_star_matches_separate_passes(cat, run):
