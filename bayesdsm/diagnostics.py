@@ -36,6 +36,7 @@ from bayesdsm.covariance import quadform
 from bayesdsm.emulator import Emulator
 from bayesdsm.likelihood import (
     StarData,
+    colour_scores,
     dof,
     model_magnitudes,
     reddening_posterior,
@@ -182,6 +183,9 @@ def star_scores(emu: Emulator, star: StarData, pairs, *, fit_reddening: bool = T
     Returns:
         dict of ebv, ebv_err, scores (P,), mag_score, chi2, dof, R (B,), M0 (B,).
     """
+    # Eq. 18: with the reddening fitted to this photometry the scores use the residual
+    # covariance after the fit (see likelihood.colour_scores)
+    scores = colour_scores(emu, star, pairs=pairs, fit_reddening=fit_reddening)
     if fit_reddening:
         mean, var = reddening_posterior(emu, star, star.ebv, star.ebv_err)
         e = jnp.clip(mean, *E_CLIP)
@@ -191,11 +195,6 @@ def star_scores(emu: Emulator, star: StarData, pairs, *, fit_reddening: bool = T
     Uf, cov = _finite_factor(emu, star)
     var_m = jnp.where(star.mask > 0, star.mag_err**2, 0.0)
     d = (star.mag - m) * star.mask
-    x, y = pairs[:, 0], pairs[:, 1]
-    dU = Uf[x] - Uf[y]
-    var_c = var_m[x] + var_m[y] + jnp.sum(dU**2, axis=1)
-    ok = (star.mask[x] > 0) & (star.mask[y] > 0)
-    scores = jnp.where(ok, (d[x] - d[y]) / jnp.sqrt(jnp.where(ok, var_c, 1.0)), jnp.nan)
     var0 = var_m[0] + star.sigma_mu**2 + jnp.sum(Uf[0] ** 2)
     ok0 = (star.has_parallax > 0) & (star.mask[0] > 0)
     mag_score = jnp.where(ok0, (d[0] - star.mu) / jnp.sqrt(jnp.where(ok0, var0, 1.0)), jnp.nan)

@@ -208,12 +208,16 @@ def reddening_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):
     return mean, 1.0 / prec
 
 
-def colour_scores(emu: Emulator, star: StarData, ebv=None, ebv_err=None, *, fit_reddening=False):
-    """Residual scores Δ(X - ref)/σ(X - ref) of Eq. 18, shape (n_bands - 1,).
+def colour_scores(
+    emu: Emulator, star: StarData, ebv=None, ebv_err=None, *, fit_reddening=False, pairs=None
+):
+    """Residual scores Δ(X - Y)/σ(X - Y) of Eq. 18.
 
     Unobserved colours (either band missing) give NaN.
 
     Args:
+        pairs: (P, 2) int band indices (X, Y) of the colours; default X - ref for every
+            band X after the reference (shape (n_bands - 1,) out).
         ebv, ebv_err: the reddening (default the star's own ``ebv``/``ebv_err``).
         fit_reddening: how that reddening relates to this photometry.
 
@@ -240,17 +244,19 @@ def colour_scores(emu: Emulator, star: StarData, ebv=None, ebv_err=None, *, fit_
     if fit_reddening:
         cov = cov._replace(U=cov.U.at[:, 3].set(0.0))  # C_n: C_m at Ê without σ_E² R Rᵀ
         post_var = 1.0 / (quadform(cov, (R * star.mask)[:, None])[0, 0] + prior_err**-2)
+    if pairs is None:
+        x, y = jnp.arange(1, star.mag.shape[0]), jnp.zeros(star.mag.shape[0] - 1, int)
+    else:
+        x, y = pairs[:, 0], pairs[:, 1]
     d = (star.mag - m) * star.mask
-    dc = d[1:] - d[0]
     # colour variance from the finite part of C_m: diag + J C_θ Jᵀ + σ_E² R Rᵀ
     var_m = jnp.where(star.mask > 0, star.mag_err**2, 0.0)
     Uf = cov.U[:, :4] / jnp.sqrt(cov.sinv[:4])[None, :]
-    Uc = Uf[1:] - Uf[0][None, :]
-    var_c = var_m[1:] + var_m[0] + jnp.sum(Uc**2, axis=1)
+    var_c = var_m[x] + var_m[y] + jnp.sum((Uf[x] - Uf[y]) ** 2, axis=1)
     if fit_reddening:
-        var_c = var_c - post_var * (R[1:] - R[0]) ** 2
-    ok = (star.mask[1:] > 0) & (star.mask[0] > 0)
-    return jnp.where(ok, dc / jnp.sqrt(jnp.where(ok, var_c, 1.0)), jnp.nan)
+        var_c = var_c - post_var * (R[x] - R[y]) ** 2
+    ok = (star.mask[x] > 0) & (star.mask[y] > 0)
+    return jnp.where(ok, (d[x] - d[y]) / jnp.sqrt(jnp.where(ok, var_c, 1.0)), jnp.nan)
 
 
 def frozen_whitening(emu: Emulator, star: StarData, *, gradients=True, extinction=True):

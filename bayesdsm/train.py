@@ -109,8 +109,9 @@ class TrainConfig:
         batch_size: stars per minibatch.
         learning_rate: Adam learning rate of iteration 0.
         lr_decay: the learning rate of iteration k is ``learning_rate · exp(-k / lr_decay)``.
-        theta_learning_rate: Adam learning rate of the whitened latent θ offsets
-            (method ``latent_theta``; each star's offset is updated once an epoch).
+        theta_learning_rate: Adam learning rate (no momentum) of the whitened latent θ
+            offsets in iteration 0 (method ``latent_theta``; each star's offset is
+            updated once an epoch), decaying on the weights' schedule.
         max_ebv_err_first: iteration 0 excludes stars with σ_E above this (mag).
         chi2_start, chi2_end, chi2_end_iteration: outlier threshold on χ²/dof, see
             :func:`chi2_threshold`.
@@ -336,7 +337,10 @@ def _make_svi(method: str, reg: RegularizationConfig, theta_lr: float, n_plate: 
     optim = optax.multi_transform(
         {
             "weights": optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
-            "theta": optax.adam(theta_lr),
+            # no momentum: a star's offset is in one minibatch per epoch, and Adam's
+            # momentum would keep moving it (by ~10 learning rates) through the steps
+            # in which it has no gradient, a jitter that smooths M(θ) like θ̂'s noise
+            "theta": optax.inject_hyperparams(optax.adam)(learning_rate=theta_lr, b1=0.0),
         },
         lambda params: {k: "theta" if k.startswith("theta_z") else "weights" for k in params},
     )
@@ -359,14 +363,18 @@ def _emulator_of(fitter: _Fitter, state) -> Emulator:
     return emulator_from_params(fitter.template, weights)
 
 
-def _set_lr(state, lr: float):
-    """Set the weights' Adam learning rate in an SVI state (moments carry over)."""
+def _set_lr(state, lr: float, theta_lr: float | None = None):
+    """Set the Adam learning rates in an SVI state (moments carry over): the weights'
+    to ``lr`` and, for ``latent_theta``, the latent offsets' to ``theta_lr``."""
     i, (params, ost) = state.optim_state
     inner = dict(ost.inner_states)
-    wst = inner["weights"].inner_state
-    hp = dict(wst.hyperparams)
-    hp["learning_rate"] = jnp.asarray(lr, hp["learning_rate"].dtype)
-    inner["weights"] = inner["weights"]._replace(inner_state=wst._replace(hyperparams=hp))
+    for group, value in (("weights", lr), ("theta", theta_lr)):
+        if value is None or group not in inner:
+            continue
+        st = inner[group].inner_state
+        hp = dict(st.hyperparams)
+        hp["learning_rate"] = jnp.asarray(value, hp["learning_rate"].dtype)
+        inner[group] = inner[group]._replace(inner_state=st._replace(hyperparams=hp))
     return state._replace(optim_state=(i, (params, ost._replace(inner_states=inner))))
 
 
@@ -909,7 +917,8 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     # the epoch compiles once for the run, not once per iteration
     n_rows = -(-train_idx.size // batch)
     lr = learning_rate(config, k)
-    svi_state = _set_lr(state.svi_state, lr)
+    # the latent offsets' learning rate decays on the weights' schedule
+    svi_state = _set_lr(state.svi_state, lr, config.theta_learning_rate * lr / config.learning_rate)
     stars_dev = jax.tree_util.tree_map(jnp.asarray, stars_train)
     W_dev = jnp.asarray(W_train)
     val_keep = ~state.excluded[val_idx]
