@@ -334,7 +334,7 @@ def linearized_parallax(emu: Emulator, star: StarData, plx, plx_err):
     )
 
 
-def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts, marginal=False):
+def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     """The end-of-iteration pass of §4 for one star with a single Jacobian.
 
     Equivalent to :func:`reddening_posterior` (Eq. 8-9), then clipping ⟨E′⟩ to
@@ -344,12 +344,9 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts, m
 
     Args:
         consts: (lo, hi, floor, frac).
-        marginal: build W and χ² at the prior (E₀, σ_E₀) instead of at (E′, σ_E′): the
-            likelihood with E marginalised over its prior, C = C_n + σ_E₀² R Rᵀ about
-            M + E₀ R (:class:`~bayesdsm.train.TrainConfig` ``reddening="marginal"``).
 
     Returns:
-        (E′, σ_E′, W, χ², R) with W the frozen whitening at E′ (or E₀) and R = R(θ̂).
+        (E′, σ_E′, W, χ², R) with W the frozen whitening at E′ and R = R(θ̂).
     """
     lo, hi, floor, frac = consts
     M, R, dM, dR = model_jacobians(emu, star.theta)
@@ -364,12 +361,11 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts, m
     e = jnp.clip((prior_mean / prior_err**2 + q[0, 1]) / prec, lo, hi)
     var = jnp.maximum(1.0 / prec, floor**2 + (frac * e) ** 2)
     e_err = jnp.sqrt(var)
-    e_at, err_at = (prior_mean, prior_err) if marginal else (e, e_err)
     cov = lowrank_cov(
-        dM + e_at * dR, star.theta_chol, R, err_at, star.sigma_mu, star.has_parallax,
+        dM + e * dR, star.theta_chol, R, e_err, star.sigma_mu, star.has_parallax,
         star.mag_err, star.mask,
     )  # fmt: skip
     W = whiten(cov)
-    r = residual(M + e_at * R, star)
+    r = residual(M + e * R, star)
     chi = jnp.sum(cov.dinv * r**2) - jnp.sum((W.T @ r) ** 2)
     return e, e_err, W, chi, R

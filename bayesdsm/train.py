@@ -93,7 +93,6 @@ __all__ = [
 
 METHODS = ("paper", "latent_theta")
 PARALLAX_MODES = ("inverted", "linearized")
-REDDENING_MODES = ("posterior", "marginal")
 
 
 @dataclass(frozen=True)
@@ -136,15 +135,6 @@ class TrainConfig:
             (:func:`bayesdsm.likelihood.linearized_parallax`), rebuilt each iteration
             with the covariances; this removes the distance bias that the SNR cut and
             the inversion put into R and M (see BENCHMARKS.md).
-        reddening: which E the network is fitted at. ``"posterior"`` (the paper): each
-            star's E′ re-estimated after every iteration from its photometry and the
-            prior (Eq. 8-9), with σ_E′² R Rᵀ in the covariance. ``"marginal"`` (beyond
-            the paper): the prior (E₀, σ_E₀) throughout, with σ_E₀² R Rᵀ in the
-            covariance, which is the likelihood with each star's E marginalised over
-            its prior (exact for a model linear in E). E′ is still computed and
-            returned. Fitting at E′, which the same photometry and network produced,
-            lets (M, R, E′) drift together along their degenerate direction when the
-            photometry pins E′ better than the prior does.
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -178,7 +168,6 @@ class TrainConfig:
     min_split_stars: int = 1
     init_bias_from_data: bool = True
     parallax: str = "inverted"
-    reddening: str = "posterior"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -195,10 +184,6 @@ class TrainConfig:
         if self.parallax not in PARALLAX_MODES:
             raise ConfigError(
                 f"TrainConfig.parallax must be one of {PARALLAX_MODES}, not {self.parallax!r}"
-            )
-        if self.reddening not in REDDENING_MODES:
-            raise ConfigError(
-                f"TrainConfig.reddening must be one of {REDDENING_MODES}, not {self.reddening!r}"
             )
         if self.dof_rule not in ("paper", "components"):
             raise ConfigError("TrainConfig.dof_rule must be 'paper' or 'components'")
@@ -459,12 +444,13 @@ def _parallax_chunk(emu, stars, plx, plx_err):
     return jax.vmap(linearized_parallax, in_axes=(None, 0, 0, 0))(emu, stars, plx, plx_err)
 
 
-@partial(jax.jit, static_argnames=("marginal",))
-def _rebuild_chunk(emu, stars, prior_mean, prior_err, consts, *, marginal=False):
+@jax.jit
+def _rebuild_chunk(emu, stars, prior_mean, prior_err, consts):
     """Reddening update (clipped, floored), rebuilt W and χ² of a chunk (§4 step 3),
     with one Jacobian per star (:func:`bayesdsm.likelihood.rebuild_star`)."""
-    f = partial(rebuild_star, marginal=marginal)
-    return jax.vmap(f, in_axes=(None, 0, 0, 0, None))(emu, stars, prior_mean, prior_err, consts)
+    return jax.vmap(rebuild_star, in_axes=(None, 0, 0, 0, None))(
+        emu, stars, prior_mean, prior_err, consts
+    )
 
 
 def _chunked(fn, n: int, chunk: int, *trees):
@@ -762,7 +748,7 @@ def train(
             svi_state, prior_mean.copy(), prior_err.copy(), excluded, np.zeros(n), plx0, 0, []
         )
     plx_obs = (np.asarray(cat.parallax, np.float64), np.asarray(cat.parallax_err, np.float64))
-    stars_cur = _with_state(stars, state, config.reddening)
+    stars_cur = _with_state(stars, state)
     last = config.n_iterations if stop_after is None else min(stop_after, config.n_iterations)
     t_start = time.perf_counter()
     cache: dict = {}
@@ -851,17 +837,15 @@ def _validity(cat, stars, train_idx, excluded):
     )
 
 
-def _with_state(stars: StarData, state: _State, reddening: str = "posterior") -> StarData:
-    """The StarData the network is fitted to: the state's parallax terms, and its
-    current E′ (``reddening="posterior"``) or the prior of ``stars`` (``"marginal"``)."""
+def _with_state(stars: StarData, state: _State) -> StarData:
+    """The StarData of the state: current E′ and parallax terms."""
     dtype = stars.mag.dtype
     mu, sigma_mu, has = (np.asarray(a).astype(dtype) for a in state.parallax)
-    out = stars._replace(mu=mu, sigma_mu=sigma_mu, has_parallax=has)
-    if reddening == "marginal":
-        return out
-    return out._replace(
-        ebv=np.asarray(state.ebv).astype(dtype), ebv_err=np.asarray(state.ebv_err).astype(dtype)
-    )
+    return stars._replace(
+        ebv=np.asarray(state.ebv).astype(dtype),
+        ebv_err=np.asarray(state.ebv_err).astype(dtype),
+        mu=mu, sigma_mu=sigma_mu, has_parallax=has,
+    )  # fmt: skip
 
 
 def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_idx, val_idx,
@@ -881,7 +865,6 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     chunk = config.chunk_size
     emu_prev = _emulator_of(fitter, state.svi_state)
     first = k == 0
-    marg = config.reddening == "marginal"
     consts = jnp.asarray(
         [config.ebv_range[0], config.ebv_range[1], config.ebv_err_floor, config.ebv_err_frac],
         dtype,
@@ -898,7 +881,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     else:
         if cache.get("iteration") != k:
             cache["W"] = _chunked(
-                lambda s, m, e_: _rebuild_chunk(emu_prev, s, m, e_, consts, marginal=marg)[2],
+                lambda s, m, e_: _rebuild_chunk(emu_prev, s, m, e_, consts)[2],
                 len(stars.mag), chunk, stars, prior_mean, prior_err,
             )  # fmt: skip
         W_eval = cache.pop("W")[fit_idx]
@@ -989,7 +972,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     if config.parallax == "linearized":
         # linearised at this network's distances (E′ of the last rebuild), before the
         # rebuild so that the new covariances carry the new σ_μ
-        at = stars._replace(ebv=np.asarray(state.ebv).astype(dtype))
+        at = stars._replace(ebv=stars_cur.ebv)
         plx_terms = tuple(
             np.asarray(a)
             for a in _chunked(
@@ -1000,7 +983,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         stars = stars._replace(mu=plx_terms[0], sigma_mu=plx_terms[1], has_parallax=plx_terms[2])
     dof = _dof(stars, config.dof_rule)
     ebv, ebv_err, cache["W"], chi, R = _chunked(
-        lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts, marginal=marg),
+        lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts),
         len(stars.mag), chunk, stars, prior_mean, prior_err,
     )  # fmt: skip
     cache["iteration"] = k + 1
@@ -1034,7 +1017,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     state = _State(
         svi_state, ebv, ebv_err, excluded, chi2_dof, plx_terms, k + 1, [*state.history, record]
     )
-    return state, _with_state(stars, state, config.reddening)
+    return state, _with_state(stars, state)
 
 
 def _prior_constant(template, n_total, config) -> float:

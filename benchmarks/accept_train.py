@@ -155,8 +155,6 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default="paper", choices=("paper", "latent_theta"))
     ap.add_argument("--parallax", default=None, choices=("inverted", "linearized"),
                     help="TrainConfig.parallax (default: TrainConfig's)")  # fmt: skip
-    ap.add_argument("--reddening", default=None, choices=("posterior", "marginal"),
-                    help="TrainConfig.reddening (default: TrainConfig's)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--emulator-truth", action="store_true")
     ap.add_argument("--deadline-min", type=float, default=None,
@@ -199,8 +197,7 @@ def main(argv=None) -> int:
                            z["ebv_err"]))  # fmt: skip
         print(json.dumps(out), flush=True)
         return 0
-    extra = {k: v for k, v in (("parallax", args.parallax), ("reddening", args.reddening))
-             if v is not None}  # fmt: skip
+    extra = {} if args.parallax is None else {"parallax": args.parallax}
     tc = TrainConfig(method=args.method, n_iterations=args.iterations, epochs=args.epochs,
                      seed=args.seed, **extra)  # fmt: skip
     deadline = None if args.deadline_min is None else time.time() + 60 * args.deadline_min
@@ -208,8 +205,7 @@ def main(argv=None) -> int:
                 resume=args.checkpoint is not None)  # fmt: skip
     t2 = time.perf_counter()
     last = res.history[-1]
-    info = {"method": args.method, "parallax": tc.parallax, "reddening": tc.reddening,
-            "iterations_planned": args.iterations,
+    info = {"method": args.method, "parallax": tc.parallax, "iterations_planned": args.iterations,
             "iterations_done": len(res.history), "epochs": args.epochs,
             "final_lr": last["learning_rate"], "sim_s": t1 - t0, "train_s": t2 - t1,
             "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],

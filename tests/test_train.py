@@ -118,15 +118,7 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize(
-    "kw",
-    [
-        {"method": "nope"},
-        {"split": (0.5, 0.2, 0.2)},
-        {"epochs": 0},
-        {"dof_rule": "x"},
-        {"parallax": "x"},
-        {"reddening": "x"},
-    ],
+    "kw", [{"method": "nope"}, {"split": (0.5, 0.2, 0.2)}, {"epochs": 0}, {"dof_rule": "x"}]
 )
 def test_config_rejects(kw):
     with pytest.raises(ConfigError):
@@ -278,30 +270,6 @@ def test_rebuild_star_matches_separate_passes(cat, run):
     np.testing.assert_allclose(W, W_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(W_ref).max()))
     np.testing.assert_allclose(chi, chi_ref, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(R, jax.vmap(lambda t: emu(t)[1])(stars.theta), rtol=1e-6)
-
-
-def test_marginal_rebuild_is_the_whitening_at_the_prior(cat, run):
-    """reddening="marginal": W and χ² at (E₀, σ_E₀), i.e. C_n + σ_E₀² R Rᵀ about M + E₀R;
-    E′ and σ_E′ are still the posterior's."""
-    from bayesdsm.likelihood import (
-        chi2_whitened,
-        frozen_whitening,
-        rebuild_star,
-        stardata_from_catalog,
-    )
-
-    stars = jax.tree_util.tree_map(lambda a: jnp.asarray(a[:50]), stardata_from_catalog(cat))
-    emu, consts = run.emulator, jnp.asarray([0.0, 10.0, 0.02, 0.1], jnp.float32)
-    f = jax.vmap(rebuild_star, (None, 0, 0, 0, None, None))
-    e, e_err, W, chi, _ = f(emu, stars, stars.ebv, stars.ebv_err, consts, True)
-    e_p, err_p, W_p, _, _ = f(emu, stars, stars.ebv, stars.ebv_err, consts, False)
-    np.testing.assert_array_equal(e, e_p)
-    np.testing.assert_array_equal(e_err, err_p)
-    W_ref = jax.vmap(frozen_whitening, (None, 0))(emu, stars)  # at the prior
-    chi_ref = jax.vmap(chi2_whitened, (None, 0, 0))(emu, stars, W_ref)
-    np.testing.assert_allclose(W, W_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(W_ref).max()))
-    np.testing.assert_allclose(chi, chi_ref, rtol=1e-3, atol=1e-3)
-    assert float(jnp.max(jnp.abs(W - W_p))) > 1e-3, "the posterior's whitening differs"
 
 
 def test_resume_refuses_other_config(cat, tmp_path):
