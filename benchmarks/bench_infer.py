@@ -105,7 +105,8 @@ def main(argv=None):
     res["auto_methods"] = {m: int((meth == m).sum()) for m in np.unique(meth)}
     res["auto_frac_met_bar"] = round(float(conv.mean()), 4)
     res["auto_frac_multimodal"] = round(float(mm.mean()), 4)
-    res["auto_frac_not_converged"] = round(float(np.mean(["not_converged" in f for f in flags])), 4)
+    nc = ["not_converged" in f.split(",") for f in flags]
+    res["auto_frac_not_converged"] = round(float(np.mean(nc)), 4)
     print(json.dumps(res), flush=True)
 
     # --- baseline: vmapped NUTS (whitened, from the MAP) on n_baseline stars

@@ -171,13 +171,12 @@ def test_partition_invariance_and_resume(setup, tmp_path):
 
 
 def test_batched_engine_convergence_rule(setup):
-    """The batched MCMC tiers end to end (whitened HMC → NUTS → longer NUTS), and the rule:
+    """The batched MCMC tiers end to end (whitened HMC → longer HMC → NUTS), and the rule:
     every star meets the ESS/R̂ bar or is flagged ``multimodal`` or ``not_converged``."""
     emu, _ = setup
     tiny = dict(FAST, n_warmup=30, n_samples=40, nuts_warmup=30, nuts_samples=40)
-    # the longer run shares the NUTS run's static settings, so one compiled program serves
-    tiny.update(nuts_max_tree_depth=4, nuts_long_max_tree_depth=4)
-    tiny.update(nuts_long_warmup=30, nuts_long_samples=40)
+    # the longer HMC run shares the HMC run's static settings: one compiled program serves
+    tiny.update(nuts_max_tree_depth=4, long_warmup=30, long_samples=40, long_leapfrog=5)
     cfg = InferConfig(theta_prior="flat", method="hmc", **tiny)
     post = infer.build_posterior(emu, cfg)
     cat, theta, _ = _catalog(post, 4, np.random.default_rng(7))
@@ -187,9 +186,10 @@ def test_batched_engine_convergence_rule(setup):
     strict = infer.infer_arrays(post, stars, ids, replace(cfg, ess_min=1e6))
     assert not strict["converged"].any()
     for f, meth in zip(strict["flags"], strict["method"]):
-        assert ("multimodal" in f) != ("not_converged" in f), f
-        if "not_converged" in f:
-            assert meth == "nuts_long"
+        f_set = set(f.split(","))
+        assert ("multimodal" in f_set) != ("not_converged" in f_set), f
+        if "not_converged" in f_set:
+            assert meth == "nuts"  # every tier was tried
     cols = [f"{p}_{q}" for p in infer.PARAMS for q in ("p16", "p50", "p84")]
     assert all(np.all(np.isfinite(strict[c])) for c in cols)
     # a bar the short chains can meet: the HMC tier accepts, nobody is flagged
@@ -197,7 +197,7 @@ def test_batched_engine_convergence_rule(setup):
     res = infer.infer_arrays(post, stars, ids, loose, flags)
     ok = res["converged"]
     assert ok.sum() >= 3
-    assert all(("not_converged" not in f) for f in res["flags"][ok])
+    assert all(("not_converged" not in f.split(",")) for f in res["flags"][ok])
     assert np.median(np.abs(res["teff_p50"] - theta[:, 0])) < 400
 
 

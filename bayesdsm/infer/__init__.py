@@ -2,10 +2,11 @@
 
 Layers: :mod:`bayesdsm.priors` (pure log densities) → :class:`Posterior` (one star, JAX)
 and :func:`star_model` (NumPyro) → batched engines (:func:`find_modes`,
-:func:`importance_sample`, :func:`whitened_hmc`, :func:`whitened_nuts`) → drivers
-(:func:`infer_arrays` per partition, :func:`infer_catalog`, :func:`run_inference` with
-chunked, resumable output). The same code runs on GPU (JAX picks the device; set
-``JAX_PLATFORMS=cuda``), where larger ``batch_size`` pays.
+:func:`importance_sample`, :func:`refit_proposal`, :func:`whitened_hmc`,
+:func:`whitened_nuts`) → drivers (:func:`infer_arrays` per partition,
+:func:`infer_catalog`, :func:`run_inference` with chunked, resumable output).
+The same code runs on GPU (JAX picks the device; set ``JAX_PLATFORMS=cuda``), where larger
+``batch_size`` pays.
 """
 
 from bayesdsm.infer._config import InferConfig
@@ -17,6 +18,7 @@ from bayesdsm.infer._sample import (
     importance_sample,
     mcmc_diagnostics,
     psis,
+    refit_proposal,
     whitened_hmc,
     whitened_nuts,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "find_modes",
     "importance_sample",
     "psis",
+    "refit_proposal",
     "whitened_hmc",
     "whitened_nuts",
     "mcmc_diagnostics",

@@ -28,18 +28,24 @@ class InferConfig:
         use_parallax: use every finite parallax (negative ones too); False ignores them.
         min_bands: fewer observed bands flags the star ``prior_dominated``.
     Sampling:
-        method: ``"auto"`` (MAP+Laplace → PSIS → whitened HMC → NUTS fallbacks),
-            ``"laplace"`` (MAP+Laplace+PSIS only, no MCMC), ``"hmc"`` (whitened HMC for
-            every star, NUTS fallback) or ``"nuts"`` (NUTS for every star).
+        method: ``"auto"`` (MAP+Laplace → PSIS rounds → whitened HMC → longer HMC →
+            NUTS fallbacks),
+            ``"laplace"`` (MAP+Laplace+PSIS rounds only, no MCMC), ``"hmc"`` (whitened HMC
+            for every star, longer HMC and NUTS fallbacks) or ``"nuts"`` (NUTS for every
+            star).
         n_starts: multi-start MAP starts (dwarf and giant branches; at most 8).
         map_steps: damped-Newton iterations per start.
-        n_importance: Laplace-mixture proposal draws per star for PSIS.
+        n_importance: Laplace-mixture proposal draws per star for PSIS (first round).
+        n_importance_refit: draws of each further PSIS round, from a proposal refitted
+            to the previous round's weighted draws (only stars still failing the bar).
+        refit_inflate: covariance inflation of the refitted proposal.
         n_chains, n_warmup, n_samples, n_leapfrog: whitened-HMC settings (per star).
-        nuts_warmup, nuts_samples, nuts_max_tree_depth: NUTS fallback settings.
-        escalate: stars that still fail the bar after NUTS and whose multi-start MAP
-            found a single mode get one longer NUTS run (``nuts_long_*`` settings);
-            stars with ≥ 2 distinct modes are flagged ``multimodal`` instead.
-        nuts_long_warmup, nuts_long_samples, nuts_long_max_tree_depth: that run.
+        escalate: stars that fail the HMC bar and have a single mode carrying weight
+            go on to a longer HMC run (``long_*``) and then NUTS (``nuts_*``), and are
+            flagged ``not_converged`` if those fail too; without it they are flagged
+            after HMC. Stars with ≥ 2 weighted modes are flagged ``multimodal`` instead.
+        long_warmup, long_samples, long_leapfrog: the longer HMC run.
+        nuts_warmup, nuts_samples, nuts_max_tree_depth: NUTS settings.
         ess_min, rhat_max, pareto_k_max: the convergence bar.
         min_mode_weight: modes below this posterior mass are dropped; a star with ≥ 2
             modes above it is flagged ``multimodal``.
@@ -64,17 +70,19 @@ class InferConfig:
     n_starts: int = 6
     map_steps: int = 40
     n_importance: int = 1024
+    n_importance_refit: tuple[int, ...] = (1024, 4096)
+    refit_inflate: float = 1.5
     n_chains: int = 4
     n_warmup: int = 150
     n_samples: int = 400
     n_leapfrog: int = 5
+    escalate: bool = True
+    long_warmup: int = 300
+    long_samples: int = 1200
+    long_leapfrog: int = 8
     nuts_warmup: int = 400
     nuts_samples: int = 600
     nuts_max_tree_depth: int = 6
-    escalate: bool = True
-    nuts_long_warmup: int = 800
-    nuts_long_samples: int = 1500
-    nuts_long_max_tree_depth: int = 8
     ess_min: float = 200.0
     rhat_max: float = 1.01
     pareto_k_max: float = 0.7
@@ -102,5 +110,8 @@ class InferConfig:
             raise ConfigError(f"InferConfig.n_starts must be in 1..8, got {self.n_starts}")
         if self.n_chains < 2:
             raise ConfigError("InferConfig.n_chains must be >= 2 (split R-hat needs chains)")
+        object.__setattr__(
+            self, "n_importance_refit", tuple(int(v) for v in self.n_importance_refit)
+        )
         if isinstance(self.sigma_emu, list | tuple):
             object.__setattr__(self, "sigma_emu", tuple(float(s) for s in self.sigma_emu))

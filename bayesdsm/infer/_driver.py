@@ -6,15 +6,17 @@ id_lo)`` of its 64-bit id (Gaia ``source_id`` or row index), and every step trea
 independently, so a star's result does not depend on how stars are grouped (Dask
 partitions, chunks, batches).
 
-Tiers of ``method="auto"``: (1) multi-start MAP + Laplace per mode; (2) PSIS importance
-sampling from a Student-t mixture over the modes, accepted where k̂ ≤ 0.7 and ESS ≥ 200;
-(3) whitened fixed-length HMC (chains split over the modes) for the rest, accepted where
-R̂ ≤ 1.01 and bulk/tail ESS ≥ 200 within every mode; (4) whitened NUTS for what is left;
-(5) the convergence rule for stars still failing: if the multi-start MAP found ≥ 2
-distinct modes the star is flagged ``multimodal`` (its draws weighted by the modes'
-importance mass, Laplace evidence where PSIS fails); otherwise it gets one longer NUTS
-run (``nuts_long_*``) and is flagged ``not_converged`` if that fails too. The
-``converged`` column says whether the star met the bar.
+Tiers of ``method="auto"``, each run only on the stars the previous ones left (compacted
+and padded to a power of two, so each bucket size compiles once): (1) multi-start MAP +
+Laplace per mode; (2) PSIS importance sampling from a Student-t mixture over the modes,
+accepted where k̂ ≤ 0.7 and ESS ≥ 200, then up to ``len(n_importance_refit)`` more rounds
+from a proposal refitted to the previous round's weighted draws; (3) fixed-length HMC
+whitened by that proposal (chains split over the top-2 modes), accepted where R̂ ≤ 1.01
+and bulk/tail ESS ≥ 200 within every mode; then the convergence rule: a star still failing
+whose modes carry weight (≥ 2 modes with mass ≥ ``min_mode_weight``: importance mass, or
+Laplace evidence where PSIS fails) is flagged ``multimodal`` and keeps its mode-weighted
+draws; the others go on to (4) longer HMC and (5) NUTS, and are flagged ``not_converged``
+if those fail too. The ``converged`` column says whether the star met the bar.
 """
 
 from __future__ import annotations
@@ -183,11 +185,20 @@ def _weighted_quantiles(values, weights, qs):
     return out
 
 
+def _subset(tree, sel):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[sel]), tree)
+
+
 def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
-    """Whitened HMC or NUTS for stars ``idx``; chains split over their top-2 modes.
+    """Whitened HMC or NUTS for stars ``idx`` only (compacted, padded to a power of two);
+    chains split over their top-2 modes. ``modes`` gives each mode's centre and
+    whitening (the Laplace modes, or the refitted importance-sampling proposal).
 
     Returns (draws (n, C, D, 6) physical, ok (n,), rhat (n,), ess (n,), ndiv (n,), chain
-    mode (n, C), mode weights (n, C))."""
+    weights (n, C))."""
     import jax
     import jax.numpy as jnp
 
@@ -202,35 +213,30 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     chain_mode = np.where(two[:, None] & (np.arange(c)[None] >= c // 2), top[:, 1:2], top[:, :1])
     zc = np.take_along_axis(np.asarray(modes.z)[sel], chain_mode[..., None], 1)
     sc = np.take_along_axis(np.asarray(modes.scale)[sel], chain_mode[..., None, None], 1)
-    salt = {"hmc": 7, "nuts": 7, "nuts_long": 11}[kind]
+    salt = {"hmc": 7, "hmc_long": 13, "nuts": 7}[kind]
     ks = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, salt), c))(
         jnp.asarray(keys[sel])
     )
-    sub = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[sel], stars)
+    sub = _subset(stars, sel)
     dtype = post.dtype
-    if kind == "hmc":
+    zc, sc = jnp.asarray(zc, dtype), jnp.asarray(sc, dtype)
+    if kind in ("hmc", "hmc_long"):
+        long = kind == "hmc_long"
         zs, _, ndiv, _ = whitened_hmc(
             post,
             sub,
-            jnp.asarray(zc, dtype),
-            jnp.asarray(sc, dtype),
+            zc,
+            sc,
             ks,
-            config.n_warmup,
-            config.n_samples,
-            config.n_leapfrog,
+            config.long_warmup if long else config.n_warmup,
+            config.long_samples if long else config.n_samples,
+            config.long_leapfrog if long else config.n_leapfrog,
         )
     else:
-        long = kind == "nuts_long"
         zs, _, ndiv, _ = whitened_nuts(
-            post,
-            sub,
-            jnp.asarray(zc, dtype),
-            jnp.asarray(sc, dtype),
-            ks,
-            config.nuts_long_warmup if long else config.nuts_warmup,
-            config.nuts_long_samples if long else config.nuts_samples,
-            config.nuts_long_max_tree_depth if long else config.nuts_max_tree_depth,
-        )
+            post, sub, zc, sc, ks, config.nuts_warmup, config.nuts_samples,
+            config.nuts_max_tree_depth,
+        )  # fmt: skip
     phys = np.asarray(jax.vmap(jax.vmap(jax.vmap(post.physical)))(zs), np.float64)[:n]
     chain_mode, two = chain_mode[:n], two[:n]
     # diagnostics within each mode's chains (the mode's chains are a block of c/2 or c)
@@ -253,12 +259,119 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     return phys, ok, rhat, ess, np.asarray(ndiv)[:n].sum(1), w_chain
 
 
-def _summarise(out, i, vals, w):
-    """Fill percentile columns of rows ``i`` from draws vals (n, S, 6), weights (n, S)."""
-    q = _weighted_quantiles(vals, w, (0.16, 0.5, 0.84))
-    for j, p in enumerate(PARAMS):
-        for k, tag in enumerate(("p16", "p50", "p84")):
-            out[f"{p}_{tag}"][i] = q[:, j, k]
+def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix):
+    """One importance-sampling round for stars ``idx`` (compacted, padded to a power of
+    two) from the proposal ``prop``. Returns (x (n, S, 5), normalised log weights, k̂, ESS,
+    mode assignment (n, S), physical draws (n, S, 6)) for the n stars."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayesdsm.infer._sample import importance_sample, psis
+
+    n = len(idx)
+    sel = np.concatenate([idx, np.full(_pad(n) - n, idx[0])])
+    ks = jax.vmap(lambda k: jax.random.fold_in(k, salt))(jnp.asarray(keys[sel]))
+    sub = _subset(prop, sel)
+    x, lw, assign = importance_sample(post, _subset(stars, sel), sub, ks, n_draws, 7.0, mix)
+    slw, khat, ess = psis(np.asarray(lw)[:n])
+    phys = np.asarray(jax.vmap(jax.vmap(post.physical))(x), np.float64)[:n]
+    return np.asarray(x)[:n], slw, khat, ess, np.asarray(assign)[:n], phys
+
+
+def _mode_mass(w, assign, k_modes):
+    return np.stack([np.sum(w * (assign == k), 1) for k in range(k_modes)], 1)
+
+
+def _psis_tier(post, stars, modes, keys, config, n, res):
+    """Importance sampling in rounds: the Laplace-mixture proposal for every star, then,
+    for the stars that fail the bar (k̂ ≤ pareto_k_max and ESS ≥ ess_min), a proposal
+    refitted to their previous round's weighted draws (:func:`refit_proposal`) with
+    ``n_importance_refit[r]`` draws in round r + 1, on those stars only.
+
+    Fills ``res`` for the stars whose importance sample stands (met the bar; with
+    ``method="laplace"`` every star's last round) and returns (standing (n,) bool, mode
+    mass (n, K): the last round with k̂ ≤ pareto_k_max, else the Laplace weights, final
+    proposal of every star (NumPy :class:`LaplaceModes`))."""
+    from bayesdsm.infer._sample import refit_proposal
+
+    k_modes = np.asarray(modes.z).shape[1]
+    prop = type(modes)(*(np.array(a) for a in modes))
+    mode_mass = np.exp(np.asarray(modes.log_weight, np.float64))[:n]
+    standing = np.zeros(n, bool)
+    mcmc_all = config.method in ("hmc", "nuts")
+    sizes = (config.n_importance,) + (() if mcmc_all else tuple(config.n_importance_refit))
+    idx, prev = np.arange(n), None
+    for r, n_draws in enumerate(sizes):
+        if len(idx) == 0:
+            break
+        if r > 0:
+            sub = type(prop)(*(a[idx] for a in prop))
+            refit = refit_proposal(sub, *prev, inflate=config.refit_inflate)
+            for name in ("z", "scale", "inv_scale", "log_weight"):
+                getattr(prop, name)[idx] = getattr(refit, name)
+        x, slw, khat, ess, assign, phys = _is_round(
+            post, stars, prop, keys, idx, n_draws, 3 + r, 0.3 if r == 0 else 0.1
+        )
+        w = np.exp(slw)
+        good_k = np.isfinite(khat) & (khat <= config.pareto_k_max)
+        mode_mass[idx[good_k]] = _mode_mass(w[good_k], assign[good_k], k_modes)
+        ok = good_k & (ess >= config.ess_min) & (not mcmc_all)
+        final = ok | ((r == len(sizes) - 1) & (config.method == "laplace"))
+        res.set_draws(idx[final], phys[final], w[final], "psis")
+        res.cols["ess_min"][idx[final]] = ess[final]
+        res.cols["pareto_k"][idx] = khat
+        res.met[idx[ok]] = True
+        standing[idx[final]] = True
+        prev = (x[~final], slw[~final], assign[~final])
+        idx = idx[~final]
+    return standing, mode_mass, prop
+
+
+class _Result:
+    """Output columns, optional equal-weight draws and the met-the-bar mask of n stars."""
+
+    def __init__(self, n, keep_draws, seed):
+        self.cols = {
+            name: np.full(n, np.nan)
+            for p in PARAMS
+            for name in (f"{p}_p16", f"{p}_p50", f"{p}_p84")
+        }
+        self.cols.update(
+            rhat_max=np.full(n, np.nan),
+            ess_min=np.zeros(n),
+            n_divergent=np.zeros(n, np.int64),
+            pareto_k=np.full(n, np.nan),
+            n_modes=np.zeros(n, np.int64),
+            mode_weight_2=np.zeros(n),
+            chi2_dof=np.full(n, np.nan),
+            validity=np.full(n, np.nan),
+            method=np.array(["psis"] * n, dtype=object),
+        )
+        self.met = np.zeros(n, bool)
+        self.keep = keep_draws
+        self.draws = np.zeros((n, keep_draws, 6)) if keep_draws else None
+        self.rng = np.random.default_rng(seed)
+
+    def set_draws(self, rows, vals, w, method):
+        """Summaries of ``rows`` from weighted draws vals (r, S, 6), weights (r, S)."""
+        if len(rows) == 0:
+            return
+        q = _weighted_quantiles(vals, w, (0.16, 0.5, 0.84))
+        for j, p in enumerate(PARAMS):
+            for k, tag in enumerate(("p16", "p50", "p84")):
+                self.cols[f"{p}_{tag}"][rows] = q[:, j, k]
+        self.cols["method"][rows] = method
+        if self.keep:
+            for r, v, ww in zip(rows, vals, w):
+                self.draws[r] = v[self.rng.choice(len(ww), self.keep, p=ww / ww.sum())]
+
+
+def _mcmc_tiers(config):
+    if config.method == "laplace":
+        return ()
+    if config.method == "nuts":
+        return ("nuts",)
+    return ("hmc", "hmc_long", "nuts") if config.escalate else ("hmc",)
 
 
 def infer_arrays(
@@ -281,7 +394,6 @@ def infer_arrays(
     import jax.numpy as jnp
 
     from bayesdsm.infer._laplace import find_modes
-    from bayesdsm.infer._sample import importance_sample, psis
 
     n = len(ids)
     flags = [set(f) for f in flags] if flags is not None else [set() for _ in range(n)]
@@ -291,89 +403,32 @@ def infer_arrays(
     js = _cast(StarArrays(*(np.asarray(a)[sel] for a in stars)), dtype)
     keys = star_keys(config.seed, np.asarray(ids)[sel])
     modes = find_modes(post, js, config.n_starts, config.map_steps)
-    # --- tier 2: PSIS from the Laplace mixture
-    x, lw, assign = importance_sample(post, js, modes, jnp.asarray(keys), config.n_importance)
-    slw, khat, ess_is = psis(lw)
-    w = np.exp(slw)
-    assign = np.asarray(assign)
-    k_modes = modes.z.shape[1]
-    mass = np.stack([np.sum(w * (assign == k), 1) for k in range(k_modes)], 1)
-    lap_w = np.exp(np.asarray(modes.log_weight, np.float64))
-    good_is = np.isfinite(khat) & (khat <= config.pareto_k_max)
-    mode_mass = np.where(good_is[:, None], mass, lap_w)
-    phys_is = np.asarray(jax.vmap(jax.vmap(post.physical))(x), np.float64)
-    cols = {
-        name: np.full(n, np.nan) for p in PARAMS for name in (f"{p}_p16", f"{p}_p50", f"{p}_p84")
-    }
-    cols.update(
-        rhat_max=np.full(n, np.nan),
-        ess_min=np.zeros(n),
-        n_divergent=np.zeros(n, np.int64),
-        pareto_k=khat[:n],
-        n_modes=np.zeros(n, np.int64),
-        mode_weight_2=np.zeros(n),
-        chi2_dof=np.full(n, np.nan),
-        validity=np.full(n, np.nan),
-        method=np.array(["psis"] * n, dtype=object),
-    )
-    draws = np.zeros((n, keep_draws, 6)) if keep_draws else None
-    rng = np.random.default_rng(config.seed)
-    accept_is = good_is[:n] & (ess_is[:n] >= config.ess_min)
-    if config.method in ("hmc", "nuts"):
-        accept_is[:] = False
-    if config.method == "laplace":
-        accept_is[:] = True
-    i = np.nonzero(accept_is)[0]
-    _summarise(cols, i, phys_is[i], w[i])
-    cols["ess_min"][i] = ess_is[i]
-    if keep_draws and len(i):
-        for r in i:
-            draws[r] = phys_is[r, rng.choice(w.shape[1], keep_draws, p=w[r])]
-    met = accept_is.copy()  # met the ESS/R̂ (or PSIS) bar
-    if config.method == "laplace":
-        met = good_is[:n] & (ess_is[:n] >= config.ess_min)
-    n_distinct = np.asarray(modes.valid).sum(1)[:n]
-    todo = np.nonzero(~accept_is)[0]
-    for kind in ("hmc", "nuts", "nuts_long"):
-        if len(todo) == 0 or (kind == "hmc" and config.method == "nuts"):
-            continue
-        if kind == "nuts_long":
-            # the convergence rule: a star failing the bar after NUTS is either
-            # multimodal (≥ 2 distinct modes found by the multi-start MAP; its NUTS draws
-            # are weighted by the modes' importance / Laplace mass) or gets one longer NUTS
-            # run, and is flagged ``not_converged`` if that fails too
-            for r in todo[n_distinct[todo] >= 2]:
-                flags[r].add("multimodal")
-            todo = todo[n_distinct[todo] < 2]
-            if not config.escalate:
-                for r in todo:
-                    flags[r].add("not_converged")
-                todo = todo[:0]
-            if len(todo) == 0:
-                continue
+    res = _Result(n, keep_draws, config.seed)
+    standing, mode_mass, prop = _psis_tier(post, js, modes, keys, config, n, res)
+    nm = np.sum(mode_mass >= config.min_mode_weight, 1)
+    todo = np.nonzero(~standing)[0]
+    for t, kind in enumerate(_mcmc_tiers(config)):
+        if t > 0:
+            # the convergence rule: a star failing the bar whose modes carry weight (≥ 2
+            # with ≥ min_mode_weight) is flagged multimodal, its draws weighted by the
+            # modes' mass; the rest go on to the next, longer tier
+            todo = todo[nm[todo] < 2]
+        if len(todo) == 0:
+            break
         phys, ok, rhat, ess, ndiv, wc = _run_mcmc(
-            kind, post, js, modes, mode_mass, keys, config, todo
+            kind, post, js, prop, mode_mass, keys, config, todo
         )
-        # HMC results are kept only where they pass; NUTS results are kept for every star
-        # (a failing star's NUTS summary stands unless the longer run replaces it)
-        keep_all = kind != "hmc"
-        fin = todo if keep_all else todo[ok]
-        sub = np.arange(len(todo)) if keep_all else np.nonzero(ok)[0]
         c, d = phys.shape[1], phys.shape[2]
-        wd = np.repeat(wc[sub][:, :, None] / d, d, axis=2).reshape(len(sub), c * d)
-        _summarise(cols, fin, phys[sub].reshape(len(sub), c * d, 6), wd)
-        cols["rhat_max"][fin], cols["ess_min"][fin] = rhat[sub], ess[sub]
-        cols["n_divergent"][fin] = ndiv[sub]
-        cols["method"][fin] = kind
-        met[todo[ok]] = True
-        if kind == "nuts_long":
-            for r in todo[~ok]:
-                flags[r].add("not_converged")
-        if keep_draws:
-            for j, (r, s) in enumerate(zip(fin, sub)):
-                draws[r] = phys[s].reshape(c * d, 6)[rng.choice(c * d, keep_draws, p=wd[j])]
+        wd = np.repeat(wc[:, :, None] / d, d, axis=2).reshape(len(todo), c * d)
+        res.set_draws(todo, phys.reshape(len(todo), c * d, 6), wd, kind)
+        res.cols["rhat_max"][todo], res.cols["ess_min"][todo] = rhat, ess
+        res.cols["n_divergent"][todo] = ndiv
+        res.met[todo[ok]] = True
         todo = todo[~ok]
+    for r in todo[nm[todo] < 2]:
+        flags[r].add("not_converged")
     # --- per-star checks at the best mode
+    cols = res.cols
     best = np.argmax(np.asarray(modes.log_weight), 1)
     zb = jnp.asarray(np.asarray(modes.z)[np.arange(m), best])
     chi2, nobs = jax.vmap(post.chi2)(zb, js)
@@ -382,9 +437,9 @@ def infer_arrays(
     if post.theta_prior is not None:
         lrho = np.asarray(jax.vmap(post.theta_prior)(jnp.asarray(theta_b, dtype)), np.float64)
         cols["validity"] = np.exp(lrho) - config.density_floor
-    nm = np.sum(mode_mass[:n] >= config.min_mode_weight, 1)
     cols["n_modes"] = nm
-    cols["mode_weight_2"] = np.sort(mode_mass[:n], 1)[:, -2] if k_modes > 1 else np.zeros(n)
+    k_modes = mode_mass.shape[1]
+    cols["mode_weight_2"] = np.sort(mode_mass, 1)[:, -2] if k_modes > 1 else np.zeros(n)
     conv = np.asarray(modes.converged)[:n]
     for r in range(n):
         if nm[r] >= 2:
@@ -398,5 +453,5 @@ def infer_arrays(
     cols["flags"] = np.array([",".join(sorted(f)) for f in flags], dtype=object)
     # converged: met the ESS/R̂ (or PSIS) bar. A star that did not is flagged either
     # ``multimodal`` (modes found and weighted) or ``not_converged``.
-    cols["converged"] = met
-    return (cols, draws) if keep_draws else cols
+    cols["converged"] = res.met
+    return (cols, res.draws) if keep_draws else cols

@@ -2,6 +2,8 @@
 
 * :func:`importance_sample`: draws from a Student-t mixture over a star's Laplace modes,
   log importance weights ln p − ln q (Pareto smoothing is done by :func:`psis`).
+* :func:`refit_proposal`: moment-matched proposal from weighted draws (per mode), for a
+  second and third importance-sampling round on the stars whose first round failed.
 * :func:`whitened_hmc`: fixed-length HMC in Laplace-whitened coordinates x (z = z_k + S_k x),
   identity mass matrix, per-chain dual-averaging step size during warm-up and a jittered
   step size while sampling (a fixed trajectory length without jitter mixes badly).
@@ -24,7 +26,14 @@ from jax.scipy.special import gammaln
 
 from bayesdsm.infer._model import Posterior, StarArrays
 
-__all__ = ["importance_sample", "psis", "whitened_hmc", "whitened_nuts", "mcmc_diagnostics"]
+__all__ = [
+    "importance_sample",
+    "psis",
+    "refit_proposal",
+    "whitened_hmc",
+    "whitened_nuts",
+    "mcmc_diagnostics",
+]
 
 
 def _log_t(u, nu):
@@ -141,6 +150,57 @@ def psis(log_weights):
     np.put_along_axis(ws, tail_idx, np.where(ok[:, None] & np.isfinite(smooth), smooth, x + cut), 1)
     ws = ws / np.maximum(ws.sum(axis=1, keepdims=True), 1e-300)
     return np.log(np.maximum(ws, 1e-300)), k, 1.0 / np.sum(ws**2, axis=1)
+
+
+def refit_proposal(modes, x, log_w, assign, *, inflate=1.5, min_ess=20.0, ridge=0.02):
+    """Moment-matched proposal components from importance-weighted draws, host-side.
+
+    Each valid mode k gets the weighted mean and covariance of the draws assigned to it
+    (``inflate`` × covariance + ``ridge`` × its Laplace covariance), and the weighted mass
+    of those draws as its proposal weight. A mode whose draws have an effective count
+    below ``min_ess`` keeps its Laplace component. The draws are folded (e ≥ 0): a mode
+    whose Laplace component reaches e = 0 (|e_k| < 2 σ_e) is refitted on the draws and
+    their mirror images, so its moments describe the unfolded, e-symmetric target.
+
+    Args:
+        modes: :class:`~bayesdsm.infer.LaplaceModes` (N stars, K slots).
+        x: (N, S, 5) folded draws; log_w: (N, S) normalised log weights (from :func:`psis`);
+        assign: (N, S) mode slot of each draw.
+    Returns:
+        :class:`~bayesdsm.infer.LaplaceModes` (NumPy arrays) with the refitted ``z``,
+        ``scale``, ``inv_scale`` and ``log_weight``; other fields unchanged.
+    """
+    x = np.asarray(x, np.float64)
+    w = np.exp(np.asarray(log_w, np.float64))
+    assign = np.asarray(assign)
+    mz, msc = np.asarray(modes.z, np.float64), np.asarray(modes.scale, np.float64)
+    valid = np.asarray(modes.valid)
+    lap_cov = msc @ np.swapaxes(msc, -1, -2)
+    z, sc, lw_new = mz.copy(), msc.copy(), np.full(valid.shape, -np.inf)
+    mirror = x * np.array([1.0, 1, 1, 1, -1])
+    for k in range(mz.shape[1]):
+        wk = w * (assign == k)
+        mass = wk.sum(1)
+        ess = mass**2 / np.maximum(np.sum(wk**2, 1), 1e-300)
+        touch = np.abs(mz[:, k, 4]) < 2.0 * np.sqrt(lap_cov[:, k, 4, 4])
+        xs = np.concatenate([x, np.where(touch[:, None, None], mirror, x)], 1)
+        ws = np.concatenate([wk, wk], 1) / (2.0 * np.maximum(mass, 1e-300)[:, None])
+        mean = np.einsum("ns,nsd->nd", ws, xs)
+        dx = xs - mean[:, None]
+        cov = inflate * np.einsum("ns,nsd,nse->nde", ws, dx, dx) + ridge * lap_cov[:, k]
+        use = valid[:, k] & (ess >= min_ess) & np.all(np.isfinite(cov), (1, 2))
+        chol = np.linalg.cholesky(np.where(use[:, None, None], cov, np.eye(5)))
+        z[:, k] = np.where(use[:, None], mean, mz[:, k])
+        sc[:, k] = np.where(use[:, None, None], chol, msc[:, k])
+        lw_new[:, k] = np.where(valid[:, k], np.log(np.maximum(mass, 1e-12)), -np.inf)
+    lw_new -= np.logaddexp.reduce(lw_new, axis=1, keepdims=True)
+    dtype = np.asarray(modes.z).dtype
+    return modes._replace(
+        z=z.astype(dtype),
+        scale=sc.astype(dtype),
+        inv_scale=np.linalg.inv(sc).astype(dtype),
+        log_weight=lw_new.astype(dtype),
+    )
 
 
 def _leapfrog(logp_grad, x, p, g, eps, n):
