@@ -253,9 +253,29 @@ def run_infer(args) -> int:
     table = run_inference(load_model(args.model), read_catalog(args.catalog, preset=args.preset),
                           args.out, cfg, idata_dir=args.idata, log=_info)  # fmt: skip
     _info(f"wrote {args.out}")
-    _print_json({"n_stars": len(table), "converged": int(sum(table["converged"])),
-                 "multimodal": int(sum("multimodal" in f for f in table["flags"]))})  # fmt: skip
+    _print_json(infer_summary(table))
     return 0
+
+
+def infer_summary(table) -> dict:
+    """The final summary of ``bayesdsm infer``: stars, how many met the ESS/R̂ (or PSIS)
+    bar, the count of every flag of :data:`bayesdsm.infer.FLAGS` (``not_converged`` and
+    ``multimodal`` among them) and the stars per method."""
+    import numpy as np
+
+    from bayesdsm.infer import FLAGS
+
+    flag_sets = [set(str(f).split(",")) - {""} for f in table["flags"]]
+    methods = np.asarray(table["method"]).astype(str)
+    counts = {name: sum(name in f for f in flag_sets) for name in FLAGS}
+    return {
+        "n_stars": len(table),
+        "converged": int(np.sum(np.asarray(table["converged"]).astype(bool))),
+        "not_converged": counts["not_converged"],
+        "multimodal": counts["multimodal"],
+        "flags": counts,
+        "methods": {m: int(np.sum(methods == m)) for m in np.unique(methods)},
+    }
 
 
 def configure_demo(p) -> None:

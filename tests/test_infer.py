@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import replace
 
@@ -248,6 +249,28 @@ def test_calibration_and_sbc(setup):
     assert np.all(chisquare(hist, axis=1).pvalue > 1e-3), hist
 
 
+def test_cli_infer_summary_counts_flags():
+    """The final summary of ``bayesdsm infer`` counts every flag by name (not by
+    substring: ``map_not_converged`` is not ``not_converged``) and every method."""
+    from astropy.table import Table
+
+    from bayesdsm.cli import infer_summary
+
+    t = Table(
+        {
+            "flags": ["", "not_converged", "map_not_converged,multimodal", "chi2,not_converged"],
+            "converged": [True, False, False, False],
+            "method": ["psis", "nuts", "hmc", "nuts"],
+        }
+    )
+    s = infer_summary(t)
+    assert s["n_stars"] == 4 and s["converged"] == 1
+    assert s["not_converged"] == 2 and s["multimodal"] == 1
+    assert s["flags"]["map_not_converged"] == 1 and s["flags"]["chi2"] == 1
+    assert set(s["flags"]) == set(infer.FLAGS)
+    assert s["methods"] == {"hmc": 1, "nuts": 2, "psis": 1}
+
+
 @pytest.mark.slow
 def test_cli_infer_smoke(green2020_dir, tmp_path, capsys):
     from bayesdsm.catalog import write_catalog
@@ -279,3 +302,5 @@ def test_cli_infer_smoke(green2020_dir, tmp_path, capsys):
 
     t = Table.read(out)
     assert len(t) == 4 and "teff_p50" in t.colnames and "flags" in t.colnames
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["n_stars"] == 4 and "not_converged" in summary and "flags" in summary
