@@ -118,6 +118,35 @@ def test_mode_weights_bimodal_exact(key):
     assert k[0] < 0.7 and ess[0] > 1000
 
 
+def test_refit_proposal_recovers_moments():
+    """Uniformly weighted draws of N(m, C) refit to (m, C); a mode whose draws are too
+    few keeps its Laplace component; proposal weights are the modes' masses."""
+    rng = np.random.default_rng(2)
+    m = np.array([0.5, -1.0, 0.2, 12.0, 3.0])
+    a = rng.normal(size=(5, 5)) * 0.3
+    c = a @ a.T + 0.1 * np.eye(5)
+    x = rng.multivariate_normal(m, c, size=(1, 8000))
+    assign = np.zeros((1, 8000), int)
+    assign[0, :5] = 1  # 5 draws: below min_ess, keeps its Laplace component
+    lw = np.full((1, 8000), -np.log(8000.0))
+    z0 = np.stack([np.zeros(5) + [0, 0, 0, 0, 3.0], np.ones(5)])[None]
+    modes = infer.LaplaceModes(
+        z0,
+        np.zeros((1, 2)),
+        np.broadcast_to(np.eye(5), (1, 2, 5, 5)).copy(),
+        np.broadcast_to(np.eye(5), (1, 2, 5, 5)).copy(),
+        np.log(np.full((1, 2), 0.5)),
+        np.ones((1, 2), bool),
+        np.ones(1, bool),
+    )
+    new = infer.refit_proposal(modes, x, lw, assign, inflate=1.0, ridge=0.0)
+    np.testing.assert_allclose(new.z[0, 0], m, atol=0.05)
+    np.testing.assert_allclose(new.scale[0, 0] @ new.scale[0, 0].T, c, atol=0.05)
+    np.testing.assert_allclose(new.inv_scale[0, 0] @ new.scale[0, 0], np.eye(5), atol=1e-6)
+    np.testing.assert_allclose(new.z[0, 1], 1.0)  # too few draws: Laplace kept
+    np.testing.assert_allclose(np.exp(new.log_weight[0]), [7995 / 8000, 5 / 8000], rtol=1e-6)
+
+
 def test_psis_khat_known():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(50, 2000))
