@@ -115,10 +115,17 @@ class StellarMLP(eqx.Module):
 
 
 class ExtinctionLayer(eqx.Module):
-    """R(θ) = exp(W θ_n + b), shape (n_bands,); W is (n_bands, 3)."""
+    """R(θ) = exp(W θ_n + b), shape (n_bands,); W is (n_bands, 3).
+
+    ``curvature`` q (n_bands,) is the second-order term of the extinction, A = E R(θ) +
+    E² q (beyond the paper, whose A is linear in E; zero unless fitted, see
+    :func:`reddening`). Appendix B: a wide band's A grows slower than linearly,
+    ΔA ≈ -0.04 A_G² in Gaia G.
+    """
 
     weight: jax.Array
     bias: jax.Array
+    curvature: jax.Array
 
     def __call__(self, theta_n):
         return jnp.exp(self.weight @ theta_n + self.bias)
@@ -198,7 +205,9 @@ def init_emulator(
     return Emulator(
         normalizer=ThetaNormalizer(jnp.asarray(theta_median, dtype), jnp.asarray(theta_std, dtype)),
         stellar=StellarMLP(tuple(layers), config.activation),
-        extinction=ExtinctionLayer(jnp.zeros((n_out, 3), dtype), jnp.log(r0)),
+        extinction=ExtinctionLayer(
+            jnp.zeros((n_out, 3), dtype), jnp.log(r0), jnp.zeros(n_out, dtype)
+        ),
         bands=config.bands,
     )
 
@@ -209,16 +218,27 @@ def absolute_magnitudes(emu: Emulator, theta):
     return jnp.asarray(b_matrix_inverse(emu.n_bands), bm.dtype) @ bm
 
 
+def reddening(emu: Emulator, R, ebv):
+    """(A, ∂A/∂E) (n_bands,) at reddening E for R = R(θ): A = E R + E² q.
+
+    q = ``emu.extinction.curvature`` (zero for the paper's linear extinction), so
+    ∂A/∂E = R + 2 E q is the reddening vector at E; at E = 0 it is R.
+    """
+    q = emu.extinction.curvature
+    return ebv * R + ebv**2 * q, R + 2.0 * ebv * q
+
+
 def predict_magnitudes(emu: Emulator, theta, ebv):
-    """M(θ) + E R(θ) (n_bands,) for one star: absolute magnitudes reddened by E."""
+    """M(θ) + A(E, θ) (n_bands,) for one star: absolute magnitudes reddened by E."""
     bm, r = emu(theta)
-    return jnp.asarray(b_matrix_inverse(emu.n_bands), bm.dtype) @ bm + ebv * r
+    return jnp.asarray(b_matrix_inverse(emu.n_bands), bm.dtype) @ bm + reddening(emu, r, ebv)[0]
 
 
 def predict_colours(emu: Emulator, theta, ebv):
-    """B(M + E R) (n_bands,) for one star: (M_ref + E R_ref, reddened colours)."""
+    """B(M + A) (n_bands,) for one star: (M_ref + A_ref, reddened colours)."""
     bm, r = emu(theta)
-    return bm + ebv * (r - r[0] * (jnp.arange(r.shape[0]) > 0))
+    a = reddening(emu, r, ebv)[0]
+    return bm + a - a[0] * (jnp.arange(r.shape[0]) > 0)
 
 
 def batched(fn):
@@ -258,8 +278,8 @@ def emulator_arrays(emu: Emulator) -> dict[str, jax.Array]:
     """The emulator's arrays by stable names (model files, NumPyro sample sites).
 
     Names: ``theta_median``, ``theta_std``, ``hidden_<i>_kernel``/``_bias`` for the
-    hidden layers, ``output_kernel``/``_bias`` (the B·M layer), ``R_kernel``/``R_bias``.
-    Kernels are (out, in).
+    hidden layers, ``output_kernel``/``_bias`` (the B·M layer), ``R_kernel``/``R_bias``,
+    ``R_curvature``. Kernels are (out, in).
     """
     out = {"theta_median": emu.normalizer.median, "theta_std": emu.normalizer.std}
     *hidden, last = emu.stellar.layers
@@ -270,12 +290,19 @@ def emulator_arrays(emu: Emulator) -> dict[str, jax.Array]:
     out["output_bias"] = last.bias
     out["R_kernel"] = emu.extinction.weight
     out["R_bias"] = emu.extinction.bias
+    out["R_curvature"] = emu.extinction.curvature
     return out
 
 
 def emulator_from_arrays(config: EmulatorConfig, arrays, dtype=None) -> Emulator:
-    """Inverse of :func:`emulator_arrays`; checks every array's shape against ``config``."""
+    """Inverse of :func:`emulator_arrays`; checks every array's shape against ``config``.
+
+    ``R_curvature`` may be absent (models with linear extinction, e.g. the released Green
+    2020 model and files written before it existed): it is then zero.
+    """
     n_out = len(config.bands)
+    if "R_curvature" not in arrays:
+        arrays = {**arrays, "R_curvature": np.zeros(n_out, np.asarray(arrays["R_bias"]).dtype)}
     widths = (3, *config.hidden, n_out)
     expected = {"theta_median": (3,), "theta_std": (3,)}
     for i, (n_in, n_o) in enumerate(zip(widths[:-2], widths[1:-1])):
@@ -285,6 +312,7 @@ def emulator_from_arrays(config: EmulatorConfig, arrays, dtype=None) -> Emulator
     expected["output_bias"] = (n_out,)
     expected["R_kernel"] = (n_out, 3)
     expected["R_bias"] = (n_out,)
+    expected["R_curvature"] = (n_out,)
     for name, shape in expected.items():
         if name not in arrays:
             raise ConfigError(f"emulator array {name!r} is missing")
@@ -304,6 +332,6 @@ def emulator_from_arrays(config: EmulatorConfig, arrays, dtype=None) -> Emulator
     return Emulator(
         normalizer=ThetaNormalizer(a("theta_median"), a("theta_std")),
         stellar=StellarMLP(tuple(layers), config.activation),
-        extinction=ExtinctionLayer(a("R_kernel"), a("R_bias")),
+        extinction=ExtinctionLayer(a("R_kernel"), a("R_bias"), a("R_curvature")),
         bands=config.bands,
     )

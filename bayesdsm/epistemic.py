@@ -175,8 +175,14 @@ class GuideFit(NamedTuple):
 
 
 def weight_sites(emu: Emulator, sites=None) -> tuple[str, ...]:
-    """The sampled weight names of ``emu`` (all but the normaliser), or check ``sites``."""
-    names = tuple(k for k in emulator_arrays(emu) if not k.startswith("theta_"))
+    """The sampled weight names of ``emu``, or check ``sites``.
+
+    All arrays but the normaliser and the extinction curvature (13 numbers, held at
+    their fitted values, zero for linear extinction).
+    """
+    names = tuple(
+        k for k in emulator_arrays(emu) if not k.startswith("theta_") and k != "R_curvature"
+    )
     if sites is None:
         return names
     unknown = [s for s in sites if s not in names]

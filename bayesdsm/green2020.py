@@ -83,7 +83,9 @@ def load_green2020_emulator(directory, dtype=jnp.float64) -> Emulator:
             jnp.asarray(norm["theta_med"], dtype), jnp.asarray(norm["theta_std"], dtype)
         ),
         stellar=StellarMLP(tuple(layers), "sigmoid"),
-        extinction=ExtinctionLayer(jnp.asarray(kr.T, dtype), jnp.asarray(br, dtype)),
+        extinction=ExtinctionLayer(
+            jnp.asarray(kr.T, dtype), jnp.asarray(br, dtype), jnp.zeros(len(br), dtype)
+        ),
         bands=BANDS,
     )
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform, whiten
-from bayesdsm.emulator import Emulator
+from bayesdsm.emulator import Emulator, reddening
 
 __all__ = [
     "StarData",
@@ -115,9 +115,14 @@ def stardata_from_catalog(cat, dtype=np.float32, *, ebv=None, ebv_err=None) -> S
 
 
 def model_magnitudes(emu: Emulator, theta, ebv):
-    """M(θ) + E R(θ) and R(θ) for one star."""
+    """M(θ) + A(E, θ) and the reddening vector ∂A/∂E at E, for one star.
+
+    A = E R(θ) (the paper) + E² q (:func:`bayesdsm.emulator.reddening`; q = 0 unless the
+    curvature was fitted), so the vector is R(θ) + 2 E q, i.e. R(θ) when q = 0.
+    """
     bm, R = emu(theta)
-    return _bm_to_m(bm) + ebv * R, R
+    a, slope = reddening(emu, R, ebv)
+    return _bm_to_m(bm) + a, slope
 
 
 def _bm_to_m(bm):
@@ -193,19 +198,20 @@ def reddening_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):
     m_pred = M(θ̂) + μ̂ (E = 0), and C_pred is Eq. 4 with Ê = σ_E = 0 (J = ∂M/∂θ). The
     prior N(prior_mean, prior_err²) is the catalog's initial estimate, held fixed.
 
+    With a fitted curvature q the magnitudes are linearised in E at the prior mean E₀,
+    m ≈ m(E₀) + (E - E₀)(R + 2 E₀ q); with q = 0 this is the paper's closed form.
+
     Returns:
         (mean, variance) of E, unclipped (the training loop clips and floors them).
     """
-    M, R = model_magnitudes(emu, star.theta, 0.0)
-    r = residual(M, star)
+    m0, slope = model_magnitudes(emu, star.theta, prior_mean)
+    r = residual(m0, star)
     cov = star_covariance(emu, star, ebv=0.0, ebv_err=jnp.ones_like(star.ebv_err))
     # Ê = σ_E = 0: remove the R direction from the covariance.
     cov = cov._replace(U=cov.U.at[:, 3].set(0.0))
-    Rm = R * star.mask
-    q = quadform(cov, jnp.stack([Rm, r], axis=1))
+    q = quadform(cov, jnp.stack([slope * star.mask, r], axis=1))
     prec = q[0, 0] + 1.0 / prior_err**2
-    mean = (prior_mean / prior_err**2 + q[0, 1]) / prec
-    return mean, 1.0 / prec
+    return prior_mean + q[0, 1] / prec, 1.0 / prec
 
 
 def colour_scores(
@@ -350,22 +356,25 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     """
     lo, hi, floor, frac = consts
     M, R, dM, dR = model_jacobians(emu, star.theta)
-    # Eq. 8-9: m_pred = M + μ̂, C_pred without the R direction (Ê = σ_E = 0)
-    r0 = residual(M, star)
+    # Eq. 8-9: m_pred = M + μ̂, C_pred without the R direction (Ê = σ_E = 0), the
+    # magnitudes linearised in E at the prior mean (exact for linear extinction)
+    a0, slope0 = reddening(emu, R, prior_mean)
+    r0 = residual(M + a0, star)
     cov0 = lowrank_cov(
         dM, star.theta_chol, jnp.zeros_like(R), jnp.ones_like(star.ebv_err), star.sigma_mu,
         star.has_parallax, star.mag_err, star.mask,
     )  # fmt: skip
-    q = quadform(cov0, jnp.stack([R * star.mask, r0], axis=1))
+    q = quadform(cov0, jnp.stack([slope0 * star.mask, r0], axis=1))
     prec = q[0, 0] + 1.0 / prior_err**2
-    e = jnp.clip((prior_mean / prior_err**2 + q[0, 1]) / prec, lo, hi)
+    e = jnp.clip(prior_mean + q[0, 1] / prec, lo, hi)
     var = jnp.maximum(1.0 / prec, floor**2 + (frac * e) ** 2)
     e_err = jnp.sqrt(var)
+    a, slope = reddening(emu, R, e)
     cov = lowrank_cov(
-        dM + e * dR, star.theta_chol, R, e_err, star.sigma_mu, star.has_parallax,
+        dM + e * dR, star.theta_chol, slope, e_err, star.sigma_mu, star.has_parallax,
         star.mag_err, star.mask,
     )  # fmt: skip
     W = whiten(cov)
-    r = residual(M + e * R, star)
+    r = residual(M + a, star)
     chi = jnp.sum(cov.dinv * r**2) - jnp.sum((W.T @ r) ** 2)
     return e, e_err, W, chi, R

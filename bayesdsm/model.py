@@ -54,18 +54,21 @@ class RegularizationConfig:
         l2_stellar: λ_s on the hidden-layer kernels of the stellar network.
         l1_extinction: λ_r on the extinction kernel.
         n_bands_norm: the n_bands dividing χ² (default: the emulator's band count, 13).
+        fit_curvature: fit the extinction's second-order term q (A = E R + E² q, flat
+            prior); otherwise q stays at the template's value (zero: the paper).
     """
 
     l2_stellar: float = 1e-4
     l1_extinction: float = 1e-2
     n_bands_norm: int | None = None
+    fit_curvature: bool = False
 
 
 def weight_priors(template: Emulator, n_total: int, reg: RegularizationConfig, scale=1.0):
     """The prior distribution of every sampled weight, by site name."""
     priors = {}
     for name, arr in emulator_arrays(template).items():
-        if name in _FIXED:
+        if name in _FIXED or (name == "R_curvature" and not reg.fit_curvature):
             continue
         shape = jnp.shape(arr)
         if name.startswith("hidden_") and name.endswith("_kernel") and reg.l2_stellar > 0:

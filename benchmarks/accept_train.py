@@ -111,6 +111,8 @@ def metrics(cat, emu, validity, split, ebv, ebv_err) -> dict:
     out["theta_mean"] = tmean.tolist()
     out["n_near_mean"] = int(near.sum())
     out["R_learned"] = {b: float(R[k]) for k, b in enumerate(bands)}
+    q = np.asarray(emu.extinction.curvature, np.float64)
+    out["curvature_learned"] = {b: float(q[k]) for k, b in enumerate(bands)}
     out["R_true"] = {b: float(R_true[k]) for k, b in enumerate(bands)}
     out["R_rel_err"] = {b: float(R[k] / R_true[k] - 1) for k, b in enumerate(bands)}
     stars = stardata_from_catalog(cat, np.float32, ebv=ebv, ebv_err=ebv_err)
@@ -155,6 +157,8 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default="paper", choices=("paper", "latent_theta"))
     ap.add_argument("--parallax", default=None, choices=("inverted", "linearized"),
                     help="TrainConfig.parallax (default: TrainConfig's)")  # fmt: skip
+    ap.add_argument("--curvature", default=None, choices=("on", "off"),
+                    help="TrainConfig.extinction_curvature (default: TrainConfig's)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--emulator-truth", action="store_true")
     ap.add_argument("--deadline-min", type=float, default=None,
@@ -198,6 +202,8 @@ def main(argv=None) -> int:
         print(json.dumps(out), flush=True)
         return 0
     extra = {} if args.parallax is None else {"parallax": args.parallax}
+    if args.curvature is not None:
+        extra["extinction_curvature"] = args.curvature == "on"
     tc = TrainConfig(method=args.method, n_iterations=args.iterations, epochs=args.epochs,
                      seed=args.seed, **extra)  # fmt: skip
     deadline = None if args.deadline_min is None else time.time() + 60 * args.deadline_min
@@ -205,7 +211,8 @@ def main(argv=None) -> int:
                 resume=args.checkpoint is not None)  # fmt: skip
     t2 = time.perf_counter()
     last = res.history[-1]
-    info = {"method": args.method, "parallax": tc.parallax, "iterations_planned": args.iterations,
+    info = {"method": args.method, "parallax": tc.parallax,
+            "extinction_curvature": tc.extinction_curvature, "iterations_planned": args.iterations,
             "iterations_done": len(res.history), "epochs": args.epochs,
             "final_lr": last["learning_rate"], "sim_s": t1 - t0, "train_s": t2 - t1,
             "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],

@@ -19,10 +19,17 @@ from bayesdsm.emulator import (
     init_emulator,
     predict_colours,
     predict_magnitudes,
+    reddening,
 )
 from bayesdsm.errors import ConfigError, ValidityWarning
 
 SUN = jnp.array([5780.0, 4.44, 0.0])
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
 
 
 @pytest.mark.parametrize(
@@ -111,3 +118,37 @@ def test_config_validation():
         EmulatorConfig(activation="swishy")
     with pytest.raises(ConfigError):
         EmulatorConfig(bands=("G", "G"))
+
+
+@pytest.mark.usefixtures("x64")
+def test_extinction_curvature_known_values(key):
+    """A = E R + E² q and ∂A/∂E = R + 2 E q; q = 0 is the paper's linear extinction."""
+    emu = random_emulator(key, jnp.float64)
+    theta = jnp.asarray([5600.0, 4.2, -0.3])
+    bm, R = emu(theta)
+    M = jnp.asarray(np.linalg.inv(b_matrix(emu.n_bands))) @ bm
+    np.testing.assert_allclose(predict_magnitudes(emu, theta, 0.4), M + 0.4 * R, rtol=1e-12)
+    q = -0.05 * R**2
+    arrays = {**emulator_arrays(emu), "R_curvature": q}
+    curved = emulator_from_arrays(emu.config, arrays, jnp.float64)
+    np.testing.assert_allclose(
+        predict_magnitudes(curved, theta, 0.4), M + 0.4 * R + 0.16 * q, rtol=1e-12
+    )
+    a, slope = reddening(curved, R, 0.4)
+    np.testing.assert_allclose(slope, jax.jacfwd(lambda e: reddening(curved, R, e)[0])(0.4))
+    np.testing.assert_allclose(a, 0.4 * R + 0.16 * q, rtol=1e-12)
+    c = predict_colours(curved, theta, 0.4)
+    m = M + 0.4 * R + 0.16 * q
+    np.testing.assert_allclose(c, jnp.asarray(b_matrix(emu.n_bands)) @ m, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_arrays_without_curvature_load_as_linear(key):
+    """Model files and the Keras import predate the curvature: it is zero."""
+    emu = random_emulator(key)
+    arrays = dict(emulator_arrays(emu))
+    arrays.pop("R_curvature")
+    back = emulator_from_arrays(emu.config, arrays)
+    np.testing.assert_array_equal(back.extinction.curvature, np.zeros(emu.n_bands))
+    with pytest.raises(ConfigError, match="R_curvature"):
+        emulator_from_arrays(emu.config, {**arrays, "R_curvature": np.zeros(3)})

@@ -287,3 +287,29 @@ def test_linearized_parallax_is_unbiased_where_inversion_after_a_snr_cut_is_not(
     pull_inv = (mu_inv - mu_true[cut]) / (5 / np.log(10) * sig / plx[cut])
     assert abs(pull_lin.mean()) < 5 * pull_lin.std() / np.sqrt(n)
     assert pull_inv.mean() < -0.1
+
+
+def test_reddening_posterior_with_curvature(key):
+    """Noise-free photometry of a curved-extinction model: the Eq. 8-9 estimate,
+    linearised at the prior mean, is exact there and second-order close nearby; the
+    linear model's estimate of the same photometry is not."""
+    from bayesdsm.emulator import emulator_arrays, emulator_from_arrays
+
+    with jax.enable_x64(True):
+        emu = random_emulator(key, jnp.float64)
+        s = jax.tree_util.tree_map(jnp.asarray, star(random_stars(np.random.default_rng(8), 1), 0))
+        s = s._replace(mask=jnp.ones_like(s.mask), mag_err=jnp.full_like(s.mag_err, 0.02))
+        R = emu(s.theta)[1]
+        curved = emulator_from_arrays(
+            emu.config, {**emulator_arrays(emu), "R_curvature": -0.04 * R**2}, jnp.float64
+        )
+        e_true = 0.6
+        m, _ = model_magnitudes(curved, s.theta, e_true)
+        s = s._replace(mag=m + s.mu * s.has_parallax)
+        f = jax.jit(reddening_posterior)
+        at_truth, _ = f(curved, s, e_true, 10.0)
+        near, _ = f(curved, s, e_true - 0.1, 10.0)
+        linear, _ = f(emu, s, e_true - 0.1, 10.0)
+    assert float(at_truth) == pytest.approx(e_true, abs=1e-8)
+    assert abs(float(near) - e_true) < 0.02 * 0.1
+    assert abs(float(linear) - e_true) > 5 * abs(float(near) - e_true)

@@ -81,3 +81,12 @@ def test_prior_scales(key):
     )
     assert type(priors["output_kernel"]).__name__ == "ImproperUniform"
     assert "theta_median" not in priors
+
+
+def test_curvature_is_a_weight_only_when_fitted(key):
+    from bayesdsm.model import RegularizationConfig, weight_priors
+
+    emu = random_emulator(key, jnp.float32)
+    assert "R_curvature" not in weight_priors(emu, 100, RegularizationConfig())
+    fitted = weight_priors(emu, 100, RegularizationConfig(fit_curvature=True))
+    assert fitted["R_curvature"].event_shape == (emu.n_bands,)
