@@ -35,25 +35,18 @@ import dataclasses
 import os
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 from IPython.display import display
-from numpyro.infer import SVI, Trace_ELBO
-from numpyro.infer.autoguide import AutoLowRankMultivariateNormal
-from numpyro.infer.initialization import init_to_value
 
 import bayesdsm
 from bayesdsm.catalog import read_catalog
 from bayesdsm.cuts import prepare
 from bayesdsm.data import demo_path
 from bayesdsm.diagnostics import history_arrays
-from bayesdsm.emulator import emulator_arrays
+from bayesdsm.epistemic import EpistemicConfig, fit_guide
 from bayesdsm.evaluate import predict_table
-from bayesdsm.likelihood import frozen_whitening, stardata_from_catalog
-from bayesdsm.model import emulator_model
+from bayesdsm.likelihood import stardata_from_catalog
 from bayesdsm.modelfile import save_model
 from bayesdsm.plotting import plot_history
 from bayesdsm.train import TrainConfig, to_stellar_model, train
@@ -98,8 +91,15 @@ if SMALL and len(cat) > 3000:
 # %%
 if SMALL:
     # few stars and few steps: a 10x larger learning rate gets close to convergence
-    config = TrainConfig(n_iterations=4, epochs=20, batch_size=128, learning_rate=1e-2,
-                         chi2_end_iteration=4, validate_every_epoch=False, seed=0)
+    config = TrainConfig(
+        n_iterations=4,
+        epochs=20,
+        batch_size=128,
+        learning_rate=1e-2,
+        chi2_end_iteration=4,
+        validate_every_epoch=False,
+        seed=0,
+    )
 else:
     config = TrainConfig(seed=0)  # the paper's settings
 print(config)
@@ -113,12 +113,16 @@ result = train(cat, config, progress=not SMALL, cut_report=report)
 # rate, and R at the mean θ.
 
 # %%
-print(f"{'it':>3} {'lr':>8} {'train':>8} {'val':>8} {'excluded':>9} {'next cut':>9} "
-      f"{'median χ²/dof':>14}")
+print(
+    f"{'it':>3} {'lr':>8} {'train':>8} {'val':>8} {'excluded':>9} {'next cut':>9} "
+    f"{'median χ²/dof':>14}"
+)
 for h in result.history:
-    print(f"{h['iteration']:>3} {h['learning_rate']:8.2e} {h['train_loss']:8.4f} "
-          f"{h['val_loss']:8.4f} {h['n_excluded']:>9} {h['threshold_next']:9.1f} "
-          f"{h['chi2_dof_val'].get('p50', np.nan):14.3f}")
+    print(
+        f"{h['iteration']:>3} {h['learning_rate']:8.2e} {h['train_loss']:8.4f} "
+        f"{h['val_loss']:8.4f} {h['n_excluded']:>9} {h['threshold_next']:9.1f} "
+        f"{h['chi2_dof_val'].get('p50', np.nan):14.3f}"
+    )
 test = result.history[-1].get("test", {})
 print("test split:", {k: round(v, 3) for k, v in test.items()})
 
@@ -159,69 +163,58 @@ print(f"wrote {model_path} ({model_path.stat().st_size / 1e3:.0f} kB)")
 # %% [markdown]
 # ## 4. Weight uncertainty with a variational guide
 #
-# The MAP fit gives one network. How well do the data pin it down? Keep the NumPyro model
-# (`bayesdsm.model.emulator_model`), freeze every star's covariance at the fitted network
-# (as within one training iteration), and fit a Gaussian guide with a low-rank covariance
-# (`AutoLowRankMultivariateNormal`) over all the weights, started at the MAP.
+# The MAP fit gives one network. How well do the data pin it down?
+# `bayesdsm.epistemic.fit_guide` keeps the NumPyro model of the fit
+# (`bayesdsm.model.emulator_model`), freezes every star's covariance at the fitted network
+# (as within one training iteration), and fits a Gaussian guide with a low-rank
+# covariance (`AutoLowRankMultivariateNormal`) over all the weights, started at the MAP.
 # `posterior_scale = n_bands / 2` turns the per-star factor exp(−χ²/n_bands) of Eq. 15
 # into the Gaussian likelihood exp(−χ²/2), so the guide approximates the actual posterior
-# of the weights. (`bayesdsm.epistemic.fit_weight_uncertainty` packages the same idea,
-# with a Gauss–Newton preconditioner.)
+# of the weights. The guide works in whitened weights z, w = w_MAP + T z with T Tᵀ the
+# Gauss–Newton (Laplace) covariance, so one learning rate suits weights whose widths
+# differ by orders of magnitude.
+#
+# Here the stars are the training split with the reddenings the fit re-estimated;
+# `fit_weight_uncertainty` (the `bayesdsm epistemic MODEL CATALOG` command) does the same
+# from a prepared catalog and its reddening prior.
 
 # %%
-emu = result.emulator
 fit = (result.split == 0) & ~result.excluded
 sub = cat.subset(np.flatnonzero(fit))
-stars = stardata_from_catalog(sub, np.float32, ebv=result.ebv[fit], ebv_err=result.ebv_err[fit])
-stars = jax.tree_util.tree_map(jnp.asarray, stars)
-W = jax.jit(jax.vmap(lambda s: frozen_whitening(emu, s)))(stars)
-n_total = len(sub)
-print(f"{n_total} training stars in the guide's likelihood")
-
-
-def model_fn(batch, W_batch):
-    emulator_model(emu, batch, W_batch, n_total=n_total, posterior_scale=emu.n_bands / 2.0)
-
-
-init = {k: v for k, v in emulator_arrays(emu).items() if not k.startswith("theta_")}
-guide = AutoLowRankMultivariateNormal(model_fn, init_loc_fn=init_to_value(values=init),
-                                      init_scale=1e-3, rank=8)
-svi = SVI(model_fn, guide, optax.adam(2e-3), Trace_ELBO())
-batch = min(512, n_total)
-n_steps = 600 if SMALL else 5000
-
-
-@jax.jit
-def step(state, key):
-    idx = jax.random.choice(key, n_total, (batch,), replace=False)
-    b = jax.tree_util.tree_map(lambda a: a[idx], stars)
-    return svi.update(state, b, W[idx])
-
-
-key = jax.random.PRNGKey(1)
-state = svi.init(key, jax.tree_util.tree_map(lambda a: a[:batch], stars), W[:batch])
-losses = []
-for k in range(n_steps):
-    state, loss = step(state, jax.random.fold_in(key, k))
-    losses.append(float(loss))
-params = svi.get_params(state)
+stars = stardata_from_catalog(sub, np.float64, ebv=result.ebv[fit], ebv_err=result.ebv_err[fit])
+if SMALL:
+    epi_config = EpistemicConfig(
+        steps=300, batch_size=512, precondition_stars=1024, n_draws=50, steps_per_call=100, seed=1
+    )
+else:
+    epi_config = EpistemicConfig(seed=1)
+guide_fit = fit_guide(
+    result.emulator,
+    stars,
+    epi_config,
+    reg=epi_config.regularization(model.config),
+    progress=not SMALL,
+)
+print({k: v for k, v in guide_fit.info.items() if k != "sites"})
 
 fig, ax = plt.subplots(figsize=(6, 3))
-ax.plot(np.convolve(np.array(losses) / n_total, np.ones(20) / 20, mode="valid"))
-ax.set(xlabel="SVI step", ylabel="−ELBO per star (running mean of 20)",
-       title="weight-uncertainty guide")
+ax.plot(np.convolve(guide_fit.losses / guide_fit.info["n_stars"], np.ones(20) / 20, mode="valid"))
+ax.set(
+    xlabel="SVI step",
+    ylabel="−ELBO per star (running mean of 20)",
+    title="weight-uncertainty guide",
+)
 plt.show()
 
 # %% [markdown]
-# Draw weights from the guide and attach them to the model as its epistemic samples;
-# they are saved with it, and `predict_table` (like `bayesdsm predict`) then reports a
-# `spread_<column>` beside every prediction.
+# The guide's weight draws become the model's epistemic samples; they are saved with it,
+# and `predict_table` (like `bayesdsm predict`) then reports a `spread_<column>` beside
+# every prediction.
 
 # %%
-draws = guide.sample_posterior(jax.random.PRNGKey(2), params, sample_shape=(50,))
-epistemic = {k: np.asarray(v) for k, v in draws.items() if k in init}
-model_epi = dataclasses.replace(model, epistemic=epistemic,
-                                meta={**model.meta, "epistemic": "AutoLowRankMultivariateNormal"})
+model_epi = dataclasses.replace(
+    model, epistemic=guide_fit.draws, meta={**model.meta, "epistemic": guide_fit.info}
+)
 save_model(model_epi, WORK / "demo_model_epistemic.bdsm")
 
 teff = np.linspace(3500, 8500, 150)
@@ -235,15 +228,23 @@ for th, label, col in ((theta, "dwarfs", "C0"), (giants, "giants", "C3")):
     axes[0].plot(bprp, p["M_G"], color=col, label=f"{label}, [Fe/H] = 0")
     axes[0].fill_between(bprp, p["M_G"] - 10 * s, p["M_G"] + 10 * s, color=col, alpha=0.3)
     for c, ls in (("M_G", "-"), ("BP_G", "--"), ("Ks_G", ":")):
-        axes[1].semilogy(th[:, 0], p[f"spread_{c}"], ls, color=col,
-                         label=f"{label}: {c.replace('_', '−') if c != 'M_G' else c}")
+        axes[1].semilogy(
+            th[:, 0],
+            p[f"spread_{c}"],
+            ls,
+            color=col,
+            label=f"{label}: {c.replace('_', '−') if c != 'M_G' else c}",
+        )
     faint = p["validity_G"] < 1e-2
     axes[1].plot(th[faint, 0], p["spread_M_G"][faint], "x", color=col, ms=3)
 axes[0].invert_yaxis()
 axes[0].set(xlabel="BP − RP", ylabel="M_G", title="locus, epistemic band ±10σ (exaggerated)")
 axes[0].legend()
-axes[1].set(xlabel="Teff [K]", ylabel="epistemic σ [mag]",
-            title="spread over weight draws (x: validity < 1e-2)")
+axes[1].set(
+    xlabel="Teff [K]",
+    ylabel="epistemic σ [mag]",
+    title="spread over weight draws (x: validity < 1e-2)",
+)
 axes[1].legend(fontsize=7, ncol=2)
 fig.tight_layout()
 plt.show()
