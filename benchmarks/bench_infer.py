@@ -81,10 +81,14 @@ def main(argv=None):
             stars.take(np.concatenate([rows, np.full(m - len(rows), rows[0])])), post.dtype
         )
 
-    jax.block_until_ready(find_modes(post, js(np.arange(args.batch)), cfg.n_starts, cfg.map_steps))
+    jax.block_until_ready(
+        find_modes(post, js(np.arange(args.batch)), cfg.n_starts, cfg.map_steps, cfg.mode_barrier)
+    )
     t, cpu = time.time(), time.process_time()
     for rows in batches():
-        jax.block_until_ready(find_modes(post, js(rows), cfg.n_starts, cfg.map_steps))
+        jax.block_until_ready(
+            find_modes(post, js(rows), cfg.n_starts, cfg.map_steps, cfg.mode_barrier)
+        )
     res["laplace_stars_per_s"] = round(args.n / (time.time() - t), 1)
     res["laplace_stars_per_cpu_s"] = round(args.n / (time.process_time() - cpu), 1)
     print(json.dumps(res), flush=True)

@@ -91,6 +91,12 @@ class _Mixture(eqx.Module):
         lb = jnp.log(0.7) - 0.5 * jnp.sum(((z - self.b) / 0.5) ** 2) - 5 * jnp.log(0.5)
         return jnp.logaddexp(la, lb)
 
+    def _same_width(self, z):
+        """0.3 N(a, 0.5²) + 0.7 N(b, 0.5²)."""
+        la = jnp.log(0.3) - 0.5 * jnp.sum(((z - self.a) / 0.5) ** 2)
+        lb = jnp.log(0.7) - 0.5 * jnp.sum(((z - self.b) / 0.5) ** 2)
+        return jnp.logaddexp(la, lb)
+
 
 def test_mode_weights_bimodal_exact(key):
     a = jnp.asarray([-2.0, 0, 0, 0, 1.5])
@@ -145,6 +151,33 @@ def test_refit_proposal_recovers_moments():
     np.testing.assert_allclose(new.inv_scale[0, 0] @ new.scale[0, 0], np.eye(5), atol=1e-6)
     np.testing.assert_allclose(new.z[0, 1], 1.0)  # too few draws: Laplace kept
     np.testing.assert_allclose(np.exp(new.log_weight[0]), [7995 / 8000, 5 / 8000], rtol=1e-6)
+
+
+def test_mode_groups_join_shallow_dips_only():
+    """Two maxima with a deep density dip between them stay two groups; two maxima of a
+    flat-topped mixture (dip < 1 nat) are one group, represented by the better one."""
+    from bayesdsm.infer._laplace import _groups
+
+    a = jnp.asarray([-2.0, 0, 0, 0, 1.5])
+    b = jnp.asarray([2.0, 1, 0, 0, 1.5])
+    deep = _Mixture(a, b)
+    z = jnp.stack([a, b, a])
+    logp = jax.vmap(lambda q: deep(q, None))(z)
+    valid = jnp.asarray([True, True, False])
+    np.testing.assert_array_equal(_groups(deep, None, z, logp, valid, 1.0), [0, 1, 2])
+    # a flat top: 0.3 N(−0.8 e₀, 0.5²) + 0.7 N(+0.8 e₀, 0.5²): two maxima, a 0.24-nat dip
+    shallow = _Mixture(jnp.asarray([-0.8, 0, 0, 0, 1.5]), jnp.asarray([0.8, 0, 0, 0, 1.5]))
+    xs = jnp.linspace(-1.5, 1.5, 3001)
+    lp = jax.vmap(lambda x: shallow._same_width(jnp.asarray([x, 0, 0, 0, 1.5])))(xs)
+    peaks = [i for i in range(1, 3000) if lp[i] > lp[i - 1] and lp[i] > lp[i + 1]]
+    assert len(peaks) == 2  # really two local maxima
+    z2 = jnp.stack([jnp.asarray([xs[i], 0, 0, 0, 1.5]) for i in peaks])
+    lp2 = lp[jnp.asarray(peaks)]
+    g = _groups(lambda q, s: shallow._same_width(q), None, z2, lp2, jnp.ones(2, bool), 1.0)
+    best = int(jnp.argmax(lp2))
+    np.testing.assert_array_equal(g, [best, best])
+    g0 = _groups(lambda q, s: shallow._same_width(q), None, z2, lp2, jnp.ones(2, bool), 1e-4)
+    np.testing.assert_array_equal(g0, [0, 1])  # a tiny barrier threshold separates them
 
 
 def test_psis_khat_known():

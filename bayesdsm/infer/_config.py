@@ -35,6 +35,9 @@ class InferConfig:
             star).
         n_starts: multi-start MAP starts (dwarf and giant branches; at most 8).
         map_steps: damped-Newton iterations per start.
+        mode_barrier: local maxima joined by a straight path whose ln p dips less than
+            this [nats] below the lower one are one mode group (masses add up; see
+            :mod:`bayesdsm.infer._laplace`).
         n_importance: Laplace-mixture proposal draws per star for PSIS (first round).
         n_importance_refit: draws of each further PSIS round, from a proposal refitted
             to the previous round's weighted draws (only stars still failing the bar).
@@ -47,7 +50,7 @@ class InferConfig:
         long_warmup, long_samples, long_leapfrog: the longer HMC run.
         nuts_warmup, nuts_samples, nuts_max_tree_depth: NUTS settings.
         ess_min, rhat_max, pareto_k_max: the convergence bar.
-        min_mode_weight: modes below this posterior mass are dropped; a star with ≥ 2
+        min_mode_weight: mode groups below this posterior mass are dropped; a star with ≥ 2
             modes above it is flagged ``multimodal``.
         chi2_max: χ²/dof above this at the MAP flags ``chi2``.
         validity_min: training density below this at the MAP flags ``outside_validity``.
@@ -68,7 +71,8 @@ class InferConfig:
     min_bands: int = 4
     method: str = "auto"
     n_starts: int = 6
-    map_steps: int = 40
+    map_steps: int = 25
+    mode_barrier: float = 1.0
     n_importance: int = 1024
     n_importance_refit: tuple[int, ...] = (1024, 4096)
     refit_inflate: float = 1.5

@@ -295,7 +295,7 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
     from bayesdsm.infer._sample import refit_proposal
 
     k_modes = np.asarray(modes.z).shape[1]
-    prop = type(modes)(*(np.array(a) for a in modes))
+    prop = type(modes)(*(None if a is None else np.array(a) for a in modes))
     mode_mass = np.exp(np.asarray(modes.log_weight, np.float64))[:n]
     standing = np.zeros(n, bool)
     mcmc_all = config.method in ("hmc", "nuts")
@@ -305,7 +305,7 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
         if len(idx) == 0:
             break
         if r > 0:
-            sub = type(prop)(*(a[idx] for a in prop))
+            sub = type(prop)(*(None if a is None else a[idx] for a in prop))
             refit = refit_proposal(sub, *prev, inflate=config.refit_inflate)
             for name in ("z", "scale", "inv_scale", "log_weight"):
                 getattr(prop, name)[idx] = getattr(refit, name)
@@ -366,6 +366,17 @@ class _Result:
                 self.draws[r] = v[self.rng.choice(len(ww), self.keep, p=ww / ww.sum())]
 
 
+def _group_mass(mass, group, n):
+    """(n, K) mass per mode group, held by the group's representative slot (0 elsewhere)."""
+    if group is None:
+        return mass
+    group = np.asarray(group)[:n]
+    out = np.zeros_like(mass)
+    for k in range(mass.shape[1]):
+        np.add.at(out, (np.arange(n), group[:, k]), mass[:, k])
+    return out
+
+
 def _mcmc_tiers(config):
     if config.method == "laplace":
         return ()
@@ -402,9 +413,10 @@ def infer_arrays(
     sel = np.concatenate([np.arange(n), np.zeros(m - n, int)])
     js = _cast(StarArrays(*(np.asarray(a)[sel] for a in stars)), dtype)
     keys = star_keys(config.seed, np.asarray(ids)[sel])
-    modes = find_modes(post, js, config.n_starts, config.map_steps)
+    modes = find_modes(post, js, config.n_starts, config.map_steps, config.mode_barrier)
     res = _Result(n, keep_draws, config.seed)
-    standing, mode_mass, prop = _psis_tier(post, js, modes, keys, config, n, res)
+    standing, slot_mass, prop = _psis_tier(post, js, modes, keys, config, n, res)
+    mode_mass = _group_mass(slot_mass, modes.group, n)
     nm = np.sum(mode_mass >= config.min_mode_weight, 1)
     todo = np.nonzero(~standing)[0]
     for t, kind in enumerate(_mcmc_tiers(config)):
