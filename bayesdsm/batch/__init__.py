@@ -12,7 +12,10 @@ plus ``keep_draws``):
 * ``OUT_DIR/manifest.json`` (atomic) records what is done; re-running skips it, and also
   adopts result files that a worker finished after its client died;
 * the model's bytes are scattered to every worker once (``broadcast=True``) and loaded
-  once per worker process; with fixed batch shapes the engine compiles once per process;
+  once per worker process; with fixed batch shapes the engine compiles once per process,
+  and a worker plugin points every worker at a persistent XLA compilation cache
+  (``compile_cache=``), so later worker processes load the compiled engine instead;
+* an empty partition gives a zero-row file with the engine's columns (one schema);
 * a bad partition (corrupt file, missing columns, engine error) fails alone, with its
   name and reason in the :class:`BatchSummary`; the others finish.
 

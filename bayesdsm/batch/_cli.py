@@ -8,7 +8,8 @@ __all__ = ["add_scheduler_arguments", "run_cli"]
 
 
 def add_scheduler_arguments(parser) -> None:
-    """Add ``--scheduler``, ``--connect-timeout`` and ``--no-progress`` to ``parser``."""
+    """Add ``--scheduler``, ``--connect-timeout``, ``--compile-cache`` / ``--no-compile-cache``
+    and ``--no-progress`` to ``parser``."""
     parser.add_argument(
         "--scheduler",
         default="local",
@@ -23,6 +24,19 @@ def add_scheduler_arguments(parser) -> None:
         default=5.0,
         metavar="S",
         help="seconds to wait for a remote scheduler (default 5)",
+    )
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        help="persistent XLA compilation cache of the workers (default: "
+        "$BAYESDSM_COMPILE_CACHE, else JAX's configured one, else ~/.cache/bayesdsm/jax on "
+        "each worker); new worker processes load the compiled engine from it",
+    )
+    cache.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="workers compile the engine themselves (no persistent cache)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar or dashboard link"
@@ -58,6 +72,9 @@ def run_cli(
     from bayesdsm.batch._errors import BatchError
 
     stream = stream or sys.stdout
+    compile_cache = getattr(args, "compile_cache", None) or True
+    if getattr(args, "no_compile_cache", False):
+        compile_cache = False
     try:
         run = infer_partitions(
             model,
@@ -70,6 +87,7 @@ def run_cli(
             preset=preset,
             connect_timeout=args.connect_timeout,
             progress=not args.no_progress,
+            compile_cache=compile_cache,
         )
     except (BatchError, FileNotFoundError) as err:
         print(f"bayesdsm infer: error: {err}", file=sys.stderr)

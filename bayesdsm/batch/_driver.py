@@ -50,6 +50,8 @@ class BatchSummary:
         n_workers: Dask workers (0 for the in-process ``"sync"`` scheduler).
         compiles: XLA compilations by worker (``host:pid``) during this invocation.
         dashboard: the Dask dashboard link, if any.
+        cache_hits: XLA programs loaded from the persistent compilation cache instead of
+            compiled, by worker.
     """
 
     n_partitions: int
@@ -65,6 +67,7 @@ class BatchSummary:
     compiles: dict[str, int]
     failures: tuple[tuple[str, str], ...]
     dashboard: str | None = None
+    cache_hits: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [
@@ -73,7 +76,8 @@ class BatchSummary:
             f"stars: {self.n_stars} done, {self.n_flagged} flagged",
             f"throughput: {self.stars_per_second:.1f} stars/s over {self.seconds:.1f} s on "
             f"{self.n_workers or 'no'} worker(s) (+{self.startup_seconds:.1f} s start-up)",
-            f"XLA compilations per worker: {sorted(self.compiles.values()) or 'none'}",
+            f"XLA compilations per worker: {sorted(self.compiles.values()) or 'none'} "
+            f"(+ {sum(self.cache_hits.values())} loaded from the compilation cache)",
         ]
         lines += [f"FAILED {name}: {reason}" for name, reason in self.failures]
         return "\n".join(lines)
@@ -102,7 +106,8 @@ def _local_cluster(n_workers: int, dashboard: bool):
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=":0" if dashboard else None,
+        dashboard_address=":0",  # a free port (None would mean 8787, maybe taken)
+        scheduler_kwargs={"dashboard": dashboard},
         env=dict(LOCAL_WORKER_ENV),
     )
 
@@ -143,6 +148,22 @@ def connect(scheduler, *, timeout: float = 5.0, dashboard: bool = True):
             "Check the address and that `dask scheduler` is running there, or use "
             "--scheduler local[:N] to start workers on this machine"
         ) from err
+
+
+def _use_compile_cache(client, compile_cache) -> None:
+    """Point the workers (or, for ``"sync"``, this process) at the persistent XLA cache."""
+    from bayesdsm.batch._cache import configure_compile_cache, resolve_cache_arg
+
+    directory = resolve_cache_arg(compile_cache)
+    if directory is None:
+        return
+    if client is None:  # this process: only when the caller named a directory
+        if directory:
+            configure_compile_cache(directory)
+        return
+    from bayesdsm.batch._plugin import PLUGIN_NAME, CompileCachePlugin
+
+    client.register_plugin(CompileCachePlugin(directory), name=PLUGIN_NAME)
 
 
 def _identity(payload, config, seed, partition_fn) -> dict:
@@ -215,9 +236,11 @@ def _summarise(records, n_parts, skipped, seconds, startup, client) -> BatchSumm
     done = [r for r in records.values() if r["status"] == "done"]
     failures = tuple(sorted((n, r["reason"]) for n, r in records.items() if r["status"] != "done"))
     compiles: dict[str, int] = {}
+    hits: dict[str, int] = {}
     for r in records.values():
         if "worker" in r:
             compiles[r["worker"]] = compiles.get(r["worker"], 0) + int(r.get("compiles", 0))
+            hits[r["worker"]] = hits.get(r["worker"], 0) + int(r.get("cache_hits", 0))
     n_stars = sum(int(r["n_stars"]) for r in done)
     n_workers = len(client.scheduler_info(n_workers=-1)["workers"]) if client else 0
     return BatchSummary(
@@ -234,6 +257,7 @@ def _summarise(records, n_parts, skipped, seconds, startup, client) -> BatchSumm
         compiles=compiles,
         failures=failures,
         dashboard=getattr(client, "dashboard_link", None) if client else None,
+        cache_hits=hits,
     )
 
 
@@ -250,6 +274,7 @@ def infer_partitions(
     connect_timeout: float = 5.0,
     progress: bool = True,
     dashboard: bool = True,
+    compile_cache=True,
 ) -> BatchRun:
     """Run the per-star engine over every partition of a catalog, resumably.
 
@@ -274,6 +299,12 @@ def infer_partitions(
         connect_timeout: seconds to wait for a remote scheduler.
         progress: show a progress bar (stderr) and the dashboard link.
         dashboard: start a dashboard for ``"local"`` clusters.
+        compile_cache: persistent XLA compilation cache of the workers, so a new worker
+            process loads the engine's compiled programs instead of compiling them:
+            True (default: each worker's ``$BAYESDSM_COMPILE_CACHE``, else the directory
+            JAX is configured with, else ``~/.cache/bayesdsm/jax``), a directory, or
+            False. With ``scheduler="sync"`` this process's JAX settings are changed only
+            when a directory is given.
 
     Returns:
         :class:`BatchRun` (lazy results, summary, manifest path).
@@ -300,6 +331,7 @@ def infer_partitions(
     client, cluster = connect(scheduler, timeout=connect_timeout, dashboard=dashboard)
     records: dict[str, dict] = {}
     try:
+        _use_compile_cache(client, compile_cache)
         startup = time.perf_counter() - t0
         if progress and client is not None and client.dashboard_link:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)

@@ -30,7 +30,7 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["infer_partition", "engine_config", "BATCH_KEYS"]
+__all__ = ["infer_partition", "engine_config", "engine_columns", "BATCH_KEYS"]
 
 #: Keys of a dict ``config`` that belong to the adapter, not to :class:`InferConfig`.
 BATCH_KEYS = ("keep_draws",)
@@ -62,6 +62,23 @@ def engine_config(config=None, seed: int = 0):
             f"config must be an InferConfig, a dict of its fields or None, not {type(config)}"
         )
     return dataclasses.replace(cfg, seed=int(seed)), keep
+
+
+def engine_columns() -> list[tuple[str, str]]:
+    """(name, NumPy dtype) of the columns :func:`~bayesdsm.infer.infer_arrays` returns, in
+    its order (``method`` and ``flags`` as strings).
+
+    An empty partition never reaches the engine, so it gets these columns with zero rows:
+    every result file has the same schema. ``tests/test_batch.py`` compares them with a
+    real partition's, so a change of the engine's columns fails there until this follows.
+    """
+    from bayesdsm.infer import PARAMS
+
+    cols = [(f"{p}_{q}", "f8") for p in PARAMS for q in ("p16", "p50", "p84")]
+    cols += [(name, "f8") for name in ("rhat_max", "ess_min")]
+    cols += [("n_divergent", "i8"), ("pareto_k", "f8"), ("n_modes", "i8")]
+    cols += [(name, "f8") for name in ("mode_weight_2", "chi2_dof", "validity")]
+    return cols + [("method", "U"), ("flags", "U"), ("converged", "?")]
 
 
 def _posterior(model, cfg):
@@ -125,13 +142,13 @@ def infer_partition(model, catalog, config=None, seed: int = 0):
             cols.setdefault(name, []).append(np.asarray(col))
         if keep:
             draws.append(np.asarray(d))
+    if not cols:  # an empty partition: the engine's columns with zero rows
+        cols = {name: [np.zeros(0, dtype)] for name, dtype in engine_columns()}
     t = Table()
     t["source_id"] = np.asarray(catalog.source_id)
     for name, parts in cols.items():
-        col = np.concatenate(parts) if parts else np.zeros(0)
+        col = np.concatenate(parts)
         t[name] = col.astype(str) if col.dtype == object else col
-    if "flags" not in t.colnames:  # an empty partition
-        t["flags"] = np.zeros(n, dtype=str)
     if keep:
         d = np.concatenate(draws) if draws else np.zeros((0, keep, len(PARAMS)))
         for j, p in enumerate(PARAMS):

@@ -4,8 +4,10 @@ Per-process state (documented exception to "no global state"): :data:`_MODELS` i
 dict at import and is filled lazily, on a worker's first task, with the model loaded from
 the scattered bytes, keyed by their sha256. Later tasks on that process reuse the same
 Python object, so the engine's ``jax.jit`` cache (keyed by function and shapes) hits and
-the process compiles once. :data:`_COMPILES` counts XLA compilations in this process via
-``jax.monitoring`` (listener registered on the first task), for the run summary.
+the process compiles once. :data:`_COMPILES` counts, via ``jax.monitoring`` (listeners
+registered on the first task), the XLA programs this process built: ``backend`` every
+compilation request that reached XLA, ``hits`` those served from the persistent
+compilation cache (:mod:`bayesdsm.batch._cache`) instead of compiled.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from bayesdsm.batch._store import META_KEY, Partition, result_path, write_parque
 __all__ = ["ModelPayload", "model_payload", "load_payload", "PartitionTask", "run_partition"]
 
 _MODELS: dict[str, Any] = {}  # sha256 of model bytes -> loaded model (this process)
-_COMPILES = {"n": 0, "listening": False}
-_BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_COMPILES = {"backend": 0, "hits": 0, "listening": False}
+_BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # compiled or loaded
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 
 @dataclass(frozen=True)
@@ -107,17 +110,23 @@ def load_payload(payload: ModelPayload):
     return model
 
 
-def _count_compiles() -> int:
+def _count_compiles() -> tuple[int, int]:
+    """(XLA programs built, of those loaded from the persistent cache) in this process."""
     if not _COMPILES["listening"]:
         import jax
 
-        def listener(event, duration, **kwargs):
+        def on_duration(event, duration, **kwargs):
             if event == _BACKEND_COMPILE_EVENT:
-                _COMPILES["n"] += 1
+                _COMPILES["backend"] += 1
 
-        jax.monitoring.register_event_duration_secs_listener(listener)
+        def on_event(event, **kwargs):
+            if event == _CACHE_HIT_EVENT:
+                _COMPILES["hits"] += 1
+
+        jax.monitoring.register_event_duration_secs_listener(on_duration)
+        jax.monitoring.register_event_listener(on_event)
         _COMPILES["listening"] = True
-    return _COMPILES["n"]
+    return _COMPILES["backend"], _COMPILES["hits"]
 
 
 @dataclass(frozen=True)
@@ -200,14 +209,17 @@ def run_partition(task: PartitionTask, payload: ModelPayload) -> dict:
 
     Returns:
         The manifest record: ``status`` ("done" or "failed"), ``fingerprint``, ``n_stars``,
-        ``n_flagged``, ``seconds``, ``infer_seconds``, ``compiles`` (XLA compilations in
-        this task), ``worker`` (host:pid), ``warnings`` and, if failed, ``reason``.
+        ``n_flagged``, ``started`` (Unix time), ``seconds``, ``infer_seconds``,
+        ``compiles`` (XLA compilations in this task), ``cache_hits`` (programs loaded from
+        the persistent compilation cache instead), ``worker`` (host:pid), ``warnings``
+        and, if failed, ``reason``.
     """
     from bayesdsm.catalog import read_catalog
 
     t0 = time.perf_counter()
     part = task.partition
     rec = {"fingerprint": part.fingerprint, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    rec["started"] = time.time()
     c0 = _count_compiles()
     try:
         model = load_payload(payload)
@@ -229,6 +241,8 @@ def run_partition(task: PartitionTask, payload: ModelPayload) -> dict:
     except Exception as err:  # noqa: BLE001 - one bad partition must not stop the run
         rec.update(status="failed", reason=f"{type(err).__name__}: {err}")
         rec["traceback"] = traceback.format_exc(limit=4)[-2000:]
-    rec["compiles"] = _count_compiles() - c0
+    c1 = _count_compiles()
+    rec["compiles"] = (c1[0] - c1[1]) - (c0[0] - c0[1])
+    rec["cache_hits"] = c1[1] - c0[1]
     rec["seconds"] = time.perf_counter() - t0
     return rec
