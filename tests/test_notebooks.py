@@ -1,8 +1,8 @@
 """Execute the tutorial notebooks (``notebooks/NN_name.py``, jupytext percent format).
 
 Each notebook is converted to ``nbformat`` with jupytext and run top to bottom in a fresh
-kernel with nbclient, under ``BAYESDSM_NOTEBOOK_SMALL=1`` (small settings, ≲ 1-2 min on
-2 cores). A notebook fails the test if any cell raises, or if it shows no figure.
+kernel with nbclient, under ``BAYESDSM_NOTEBOOK_SMALL=1`` (small settings, a few minutes
+each on 2 cores). A notebook fails the test if any cell raises, or if it shows no figure.
 
 The notebooks run in one shared working folder in pipeline order (pytest-xdist
 ``--dist loadfile`` keeps this file on one worker), so a later notebook may reuse what an
@@ -13,10 +13,11 @@ Notebooks that need the released Green 2020 files run their real-data cells only
 ``BAYESDSM_GREEN2020_DIR`` is set; otherwise they print how to get the files and skip
 those cells (the test then only checks that they run).
 
-Notebooks in ``PENDING`` are written against APIs that are still landing (05: the Dask
-path's default engine) and are not executed yet; ``SLOW`` ones run with ``--runslow``.
+Notebooks in ``PENDING`` are written against APIs that are still landing and are not
+executed yet; ``SLOW`` ones run with ``--runslow``. Both are empty now: every notebook
+runs in CI.
 
-To run one by hand: ``pytest tests/test_notebooks.py -k 06`` (add ``--runslow`` for 04).
+To run one by hand: ``pytest tests/test_notebooks.py -k 06``.
 To get an ``.ipynb``: ``jupytext --to ipynb notebooks/06_green2020_model.py``.
 """
 
@@ -39,15 +40,16 @@ NOTEBOOKS = {
     "01_data": 900,
     "02_fit_emulator": 900,
     "03_validate": 900,
-    "04_star_posteriors": 1800,
+    "04_star_posteriors": 900,
+    "05_survey_scale": 900,
     "06_green2020_model": 900,
 }
 #: Written against APIs still landing; not run yet (see the module docstring).
-PENDING = {"05_survey_scale"}
+PENDING: set[str] = set()
 #: Notebooks that need the released Green 2020 files for their main content.
 NEEDS_GREEN2020 = {"06_green2020_model"}
-#: Notebooks slower than ~2 minutes even under small settings.
-SLOW = {"04_star_posteriors"}
+#: Notebooks too slow for CI even under small settings (run with ``--runslow``).
+SLOW: set[str] = set()
 
 
 def _params():
