@@ -117,10 +117,10 @@ class StellarMLP(eqx.Module):
 class ExtinctionLayer(eqx.Module):
     """R(θ) = exp(W θ_n + b), shape (n_bands,); W is (n_bands, 3).
 
-    ``curvature`` q (n_bands,) is the second-order term of the extinction, A = E R(θ) +
-    E² q (beyond the paper, whose A is linear in E; zero unless fitted, see
-    :func:`reddening`). Appendix B: a wide band's A grows slower than linearly,
-    ΔA ≈ -0.04 A_G² in Gaia G.
+    ``curvature`` c (n_bands,) is the second-order term of the extinction in the form of
+    Appendix B, A = A₁ + c A₁² with A₁ = E R(θ) (beyond the paper, whose A is linear in
+    E; zero unless fitted, see :func:`reddening`). A wide band's A grows slower than
+    linearly: c ≈ -0.04 per mag in Gaia G, smaller for narrower bands.
     """
 
     weight: jax.Array
@@ -219,13 +219,14 @@ def absolute_magnitudes(emu: Emulator, theta):
 
 
 def reddening(emu: Emulator, R, ebv):
-    """(A, ∂A/∂E) (n_bands,) at reddening E for R = R(θ): A = E R + E² q.
+    """(A, ∂A/∂E) (n_bands,) at reddening E for R = R(θ): A = E R + c (E R)².
 
-    q = ``emu.extinction.curvature`` (zero for the paper's linear extinction), so
-    ∂A/∂E = R + 2 E q is the reddening vector at E; at E = 0 it is R.
+    c = ``emu.extinction.curvature`` (zero for the paper's linear extinction), so
+    ∂A/∂E = R (1 + 2 c E R) is the reddening vector at E; at E = 0 it is R.
     """
-    q = emu.extinction.curvature
-    return ebv * R + ebv**2 * q, R + 2.0 * ebv * q
+    c = emu.extinction.curvature
+    a1 = ebv * R
+    return a1 + c * a1**2, R * (1.0 + 2.0 * c * a1)
 
 
 def predict_magnitudes(emu: Emulator, theta, ebv):

@@ -117,8 +117,8 @@ def stardata_from_catalog(cat, dtype=np.float32, *, ebv=None, ebv_err=None) -> S
 def model_magnitudes(emu: Emulator, theta, ebv):
     """M(θ) + A(E, θ) and the reddening vector ∂A/∂E at E, for one star.
 
-    A = E R(θ) (the paper) + E² q (:func:`bayesdsm.emulator.reddening`; q = 0 unless the
-    curvature was fitted), so the vector is R(θ) + 2 E q, i.e. R(θ) when q = 0.
+    A = E R(θ) (the paper) + c (E R)² (:func:`bayesdsm.emulator.reddening`; c = 0 unless
+    the curvature was fitted), so the vector is R (1 + 2 c E R), i.e. R(θ) when c = 0.
     """
     bm, R = emu(theta)
     a, slope = reddening(emu, R, ebv)
@@ -198,8 +198,8 @@ def reddening_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):
     m_pred = M(θ̂) + μ̂ (E = 0), and C_pred is Eq. 4 with Ê = σ_E = 0 (J = ∂M/∂θ). The
     prior N(prior_mean, prior_err²) is the catalog's initial estimate, held fixed.
 
-    With a fitted curvature q the magnitudes are linearised in E at the prior mean E₀,
-    m ≈ m(E₀) + (E - E₀)(R + 2 E₀ q); with q = 0 this is the paper's closed form.
+    With a fitted curvature c the magnitudes are linearised in E at the prior mean E₀,
+    m ≈ m(E₀) + (E - E₀) ∂A/∂E(E₀); with c = 0 this is the paper's closed form.
 
     Returns:
         (mean, variance) of E, unclipped (the training loop clips and floors them).
@@ -370,8 +370,10 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     var = jnp.maximum(1.0 / prec, floor**2 + (frac * e) ** 2)
     e_err = jnp.sqrt(var)
     a, slope = reddening(emu, R, e)
+    # ∂A/∂θ = ∂A/∂R ∂R/∂θ with ∂A/∂R = E (1 + 2 c E R)
+    dA = (e * (1.0 + 2.0 * emu.extinction.curvature * e * R))[:, None] * dR
     cov = lowrank_cov(
-        dM + e * dR, star.theta_chol, slope, e_err, star.sigma_mu, star.has_parallax,
+        dM + dA, star.theta_chol, slope, e_err, star.sigma_mu, star.has_parallax,
         star.mag_err, star.mask,
     )  # fmt: skip
     W = whiten(cov)

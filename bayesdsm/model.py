@@ -54,14 +54,21 @@ class RegularizationConfig:
         l2_stellar: λ_s on the hidden-layer kernels of the stellar network.
         l1_extinction: λ_r on the extinction kernel.
         n_bands_norm: the n_bands dividing χ² (default: the emulator's band count, 13).
-        fit_curvature: fit the extinction's second-order term q (A = E R + E² q, flat
-            prior); otherwise q stays at the template's value (zero: the paper).
+        fit_curvature: fit the extinction's second-order term c (A = A₁ + c A₁²,
+            A₁ = E R; prior N(0, ``curvature_scale``²) per band); otherwise c stays at
+            the template's value (zero: the paper).
+        curvature_scale: the prior width of c (per mag; Appendix B gives -0.04 for Gaia
+            G, the widest band). In this form a common offset of the bands' A ∝ E²
+            (a distance bias) or an A ∝ E² R (a rescaling of E), which the photometry
+            alone cannot tell from curvature, costs c ∝ 1/R or 1/R² in the narrow
+            infrared bands, which the prior forbids.
     """
 
     l2_stellar: float = 1e-4
     l1_extinction: float = 1e-2
     n_bands_norm: int | None = None
     fit_curvature: bool = False
+    curvature_scale: float = 0.1
 
 
 def weight_priors(template: Emulator, n_total: int, reg: RegularizationConfig, scale=1.0):
@@ -74,6 +81,8 @@ def weight_priors(template: Emulator, n_total: int, reg: RegularizationConfig, s
         if name.startswith("hidden_") and name.endswith("_kernel") and reg.l2_stellar > 0:
             sigma = 1.0 / jnp.sqrt(2.0 * n_total * reg.l2_stellar * scale)
             priors[name] = dist.Normal(jnp.zeros(shape, arr.dtype), sigma).to_event(len(shape))
+        elif name == "R_curvature":
+            priors[name] = dist.Normal(jnp.zeros(shape, arr.dtype), reg.curvature_scale).to_event(1)
         elif name == "R_kernel" and reg.l1_extinction > 0:
             b = 1.0 / (n_total * reg.l1_extinction * scale)
             priors[name] = dist.Laplace(jnp.zeros(shape, arr.dtype), b).to_event(len(shape))

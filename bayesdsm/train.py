@@ -140,11 +140,12 @@ class TrainConfig:
             (:func:`bayesdsm.likelihood.linearized_parallax`), rebuilt each iteration
             with the covariances; this removes the distance bias that the SNR cut and
             the inversion put into R and M (see BENCHMARKS.md).
-        extinction_curvature: fit a second-order extinction term per band, A = E R(θ) +
-            E² q (beyond the paper, whose A is linear in E). A wide band's extinction
-            grows slower than linearly (Appendix B: ΔA_G ≈ -0.04 A_G²); a linear fit
-            over a survey's range of E puts that curvature into the zero-extinction
-            magnitudes (G too faint by ~0.02 mag) and a low R (G by ~7%).
+        extinction_curvature: fit a second-order extinction term per band, A = A₁ +
+            c A₁² with A₁ = E R(θ) (Appendix B's form; beyond the paper, whose A is
+            linear in E), with the prior c ~ N(0, 0.1²). A wide band's extinction grows
+            slower than linearly (ΔA_G ≈ -0.04 A_G²); a linear fit over a survey's
+            range of E puts that curvature into the zero-extinction magnitudes (G too
+            faint by ~0.02 mag) and a low R (G by ~7%).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).

@@ -122,24 +122,24 @@ def test_config_validation():
 
 @pytest.mark.usefixtures("x64")
 def test_extinction_curvature_known_values(key):
-    """A = E R + E² q and ∂A/∂E = R + 2 E q; q = 0 is the paper's linear extinction."""
+    """A = A₁ + c A₁² with A₁ = E R and ∂A/∂E = R (1 + 2 c E R); c = 0 is the paper."""
     emu = random_emulator(key, jnp.float64)
     theta = jnp.asarray([5600.0, 4.2, -0.3])
     bm, R = emu(theta)
     M = jnp.asarray(np.linalg.inv(b_matrix(emu.n_bands))) @ bm
     np.testing.assert_allclose(predict_magnitudes(emu, theta, 0.4), M + 0.4 * R, rtol=1e-12)
-    q = -0.05 * R**2
-    arrays = {**emulator_arrays(emu), "R_curvature": q}
+    c = jnp.linspace(-0.04, 0.0, emu.n_bands)  # Appendix B: -0.04 per mag in Gaia G
+    arrays = {**emulator_arrays(emu), "R_curvature": c}
     curved = emulator_from_arrays(emu.config, arrays, jnp.float64)
-    np.testing.assert_allclose(
-        predict_magnitudes(curved, theta, 0.4), M + 0.4 * R + 0.16 * q, rtol=1e-12
-    )
+    m = M + 0.4 * R + c * (0.4 * R) ** 2
+    np.testing.assert_allclose(predict_magnitudes(curved, theta, 0.4), m, rtol=1e-12)
     a, slope = reddening(curved, R, 0.4)
     np.testing.assert_allclose(slope, jax.jacfwd(lambda e: reddening(curved, R, e)[0])(0.4))
-    np.testing.assert_allclose(a, 0.4 * R + 0.16 * q, rtol=1e-12)
-    c = predict_colours(curved, theta, 0.4)
-    m = M + 0.4 * R + 0.16 * q
-    np.testing.assert_allclose(c, jnp.asarray(b_matrix(emu.n_bands)) @ m, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a, m - M, rtol=1e-10)
+    c_pred = predict_colours(curved, theta, 0.4)
+    np.testing.assert_allclose(
+        c_pred, jnp.asarray(b_matrix(emu.n_bands)) @ m, rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.usefixtures("x64")

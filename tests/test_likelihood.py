@@ -301,7 +301,9 @@ def test_reddening_posterior_with_curvature(key):
         s = s._replace(mask=jnp.ones_like(s.mask), mag_err=jnp.full_like(s.mag_err, 0.02))
         R = emu(s.theta)[1]
         curved = emulator_from_arrays(
-            emu.config, {**emulator_arrays(emu), "R_curvature": -0.04 * R**2}, jnp.float64
+            emu.config,
+            {**emulator_arrays(emu), "R_curvature": jnp.full_like(R, -0.04)},
+            jnp.float64,
         )
         e_true = 0.6
         m, _ = model_magnitudes(curved, s.theta, e_true)
@@ -311,5 +313,5 @@ def test_reddening_posterior_with_curvature(key):
         near, _ = f(curved, s, e_true - 0.1, 10.0)
         linear, _ = f(emu, s, e_true - 0.1, 10.0)
     assert float(at_truth) == pytest.approx(e_true, abs=1e-8)
-    assert abs(float(near) - e_true) < 0.02 * 0.1
+    assert abs(float(near) - e_true) < 0.05 * 0.1
     assert abs(float(linear) - e_true) > 5 * abs(float(near) - e_true)

@@ -21,7 +21,13 @@ import pytest
 
 from bayesdsm.catalog import Catalog
 from bayesdsm.config import from_json, from_toml, to_json, to_toml
-from bayesdsm.emulator import batched, emulator_arrays, init_emulator, predict_magnitudes
+from bayesdsm.emulator import (
+    batched,
+    emulator_arrays,
+    emulator_from_arrays,
+    init_emulator,
+    predict_magnitudes,
+)
 from bayesdsm.errors import ConfigError, TrainingError
 from bayesdsm.train import (
     TrainConfig,
@@ -244,8 +250,10 @@ def test_linearized_parallax_takes_every_parallax_and_resumes(cat, tmp_path):
     assert any(not np.array_equal(np.asarray(a[k]), np.asarray(inv[k])) for k in a)
 
 
-def test_rebuild_star_matches_separate_passes(cat, run):
-    """One Jacobian per star gives the same E′, σ_E′, W and χ² as the separate passes."""
+@pytest.mark.parametrize("curvature", [0.0, -0.04])
+def test_rebuild_star_matches_separate_passes(cat, run, curvature):
+    """One Jacobian per star gives the same E′, σ_E′, W and χ² as the separate passes
+    (with the extinction's curvature too: its ∂A/∂θ then has the 1 + 2cER factor)."""
     from bayesdsm.likelihood import (
         chi2_whitened,
         frozen_whitening,
@@ -255,7 +263,9 @@ def test_rebuild_star_matches_separate_passes(cat, run):
     )
 
     stars = jax.tree_util.tree_map(lambda a: jnp.asarray(a[:50]), stardata_from_catalog(cat))
-    emu, consts = run.emulator, jnp.asarray([0.0, 10.0, 0.02, 0.1], jnp.float32)
+    arrays = {**emulator_arrays(run.emulator), "R_curvature": jnp.full(13, curvature)}
+    emu = emulator_from_arrays(run.emulator.config, arrays, jnp.float32)
+    consts = jnp.asarray([0.0, 10.0, 0.02, 0.1], jnp.float32)
     e, e_err, W, chi, R = jax.vmap(rebuild_star, (None, 0, 0, 0, None))(
         emu, stars, stars.ebv, stars.ebv_err, consts
     )
