@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesdsm.conventions import b_matrix_inverse
-from bayesdsm.emulator import Emulator
+from bayesdsm.emulator import Emulator, reddening
 from bayesdsm.priors import (
     ThetaDensityPrior,
     log_ebv_prior,
@@ -102,14 +102,15 @@ class Posterior(eqx.Module):
         bm, r = self.emulator(th)
         mabs = jnp.asarray(b_matrix_inverse(self.emulator.n_bands), bm.dtype) @ bm
         ebv = self.ebv(z)
-        mu = z[3] - mabs[0] - ebv * r[0]
-        return th, mu, ebv, mabs + mu + ebv * r
+        a = reddening(self.emulator, r, ebv)[0]  # E R, plus the curvature if fitted
+        mu = z[3] - mabs[0] - a[0]
+        return th, mu, ebv, mabs + mu + a
 
     def z_from(self, theta, mu, ebv):
         """z (5,) from physical θ (3,), μ and E ≥ 0, for one star."""
         th = jnp.asarray(theta, self.dtype)
         bm, r = self.emulator(th)
-        m0 = mu + bm[0] + ebv * r[0]
+        m0 = mu + bm[0] + reddening(self.emulator, r, ebv)[0][0]
         return jnp.concatenate(
             [self.emulator.normalizer(th), jnp.stack([m0, ebv]).astype(self.dtype)]
         )
