@@ -368,9 +368,6 @@ def _init_svi(svi, key, template, stars, W, idx, *, n_total, n_plate):
     return svi.init(key, template, stars, W, idx, n_total=n_total, n_plate=n_plate)
 
 
-_FIXED = ("theta_median", "theta_std")
-
-
 def _emulator_of(fitter: _Fitter, state) -> Emulator:
     params = fitter.svi.get_params(state)
     weights = {k[: -len("_auto_loc")]: v for k, v in params.items() if k.endswith("_auto_loc")}
