@@ -292,7 +292,8 @@ def test_calibration_and_sbc(setup):
     )
     rng = np.random.default_rng(11)
     n = 1000
-    theta, mu, ebv = infer.draw_prior_truth(post, n, rng, box=box)
+    # truth from the posterior's own prior, soft walls included (widths of log_flat_theta_prior)
+    theta, mu, ebv = infer.draw_prior_truth(post, n, rng, box=box, wall=(100.0, 0.1, 0.1))
     stars = infer.simulate_stars(post, theta, mu, ebv, rng, mag_err=0.05, plx_err=0.2)
     res, draws = infer.infer_arrays(post, stars, np.arange(n), cfg, keep_draws=400)
     truth = np.column_stack([theta, mu, ebv])

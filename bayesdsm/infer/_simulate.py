@@ -17,12 +17,27 @@ def draw_prior_truth(
     ebv_hat=0.2,
     ebv_err=0.1,
     box=((4000.0, 2.0, -1.0), (6500.0, 4.8, 0.3)),
+    wall=None,
 ):
     """(θ (n, 3), μ (n,), E (n,)) drawn from the flat-θ / volume / Gaussian-E prior:
     θ uniform on ``box``, d ~ Gamma(3, L) (p(d) ∝ d² e^(−d/L)), E ~ N(Ê, σ_E) truncated
-    at 0. Matches :class:`Posterior` with ``theta_prior=None`` and theta_lo/hi = box."""
+    at 0.
+
+    With ``wall`` (3,) [K, dex, dex], θ is drawn from the soft-walled box of
+    :func:`~bayesdsm.priors.log_flat_theta_prior` instead (half-Gaussian tails of s.d.
+    ``wall`` outside ``box``; its defaults are (100, 0.1, 0.1)): that matches
+    :class:`Posterior` with ``theta_prior=None`` and theta_lo/hi = box exactly, as
+    calibration needs (a uniform box alone leaves out the walls' prior mass).
+    """
     lo, hi = np.asarray(box[0]), np.asarray(box[1])
     theta = lo + (hi - lo) * rng.uniform(size=(n, 3))
+    if wall is not None:
+        wall = np.asarray(wall, np.float64)
+        tail = wall * np.sqrt(np.pi / 2.0)  # mass of each wall (the flat part: hi − lo)
+        p_lo = tail / (hi - lo + 2.0 * tail)
+        u = rng.uniform(size=(n, 3))
+        g = np.abs(rng.normal(size=(n, 3))) * wall
+        theta = np.where(u < p_lo, lo - g, np.where(u > 1.0 - p_lo, hi + g, theta))
     d = rng.gamma(3.0, post.volume_length_pc, size=n)
     ebv = np.empty(n)
     for i in range(n):
