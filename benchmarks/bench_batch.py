@@ -43,7 +43,7 @@ def make_catalog(n_stars: int, n_parts: int, directory: Path):
     import jax
 
     from bayesdsm import infer
-    from bayesdsm.catalog import Catalog, write_catalog
+    from bayesdsm.catalog import write_catalog
     from bayesdsm.emulator import init_emulator
 
     emu = init_emulator(jax.random.PRNGKey(0))
@@ -51,24 +51,9 @@ def make_catalog(n_stars: int, n_parts: int, directory: Path):
     rng = np.random.default_rng(3)
     theta, mu, ebv = infer.draw_prior_truth(post, n_stars, rng)
     s = infer.simulate_stars(post, theta, mu, ebv, rng)
-    n = n_stars
-    cat = Catalog(
-        bands=tuple(emu.bands),
-        theta=np.full((n, 3), np.nan),
-        theta_cov=np.full((n, 3, 3), np.nan),
-        mag=np.asarray(s.mag),
-        mag_err=np.sqrt(s.var),
-        observed=np.asarray(s.mask),
-        parallax=s.plx,
-        parallax_err=s.plx_err,
-        parallax_ok=np.ones(n, bool),
-        ebv=s.ebv,
-        ebv_err=s.ebv_err,
-        survey=np.array(["sim"] * n),
-        source_id=np.arange(1, n + 1, dtype=np.int64),
-    )
+    cat = infer.simulated_catalog(emu.bands, s, np.arange(1, n_stars + 1))
     directory.mkdir(parents=True, exist_ok=True)
-    for i, idx in enumerate(np.array_split(np.arange(n), n_parts)):
+    for i, idx in enumerate(np.array_split(np.arange(n_stars), n_parts)):
         write_catalog(cat.subset(idx), directory / f"part-{i:05d}.parquet")
     return emu
 

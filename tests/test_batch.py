@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from bayesdsm import batch
-from bayesdsm.catalog import Catalog, catalog_to_table, write_catalog
+from bayesdsm.catalog import catalog_to_table, write_catalog
 from bayesdsm.emulator import init_emulator
 
 SEED = 7
@@ -97,20 +97,11 @@ def survey(emulator):
     s = infer.simulate_stars(post, theta, mu, ebv, rng)
     obs = np.asarray(s.mask) & (rng.uniform(size=s.mask.shape) > 0.1)
     n = N_STARS
-    return Catalog(
-        bands=tuple(emulator.bands),
-        theta=np.full((n, 3), np.nan),
-        theta_cov=np.full((n, 3, 3), np.nan),
-        mag=np.where(obs, s.mag, np.nan),
-        mag_err=np.sqrt(s.var),
+    return infer.simulated_catalog(
+        emulator.bands,
+        s,
+        4_000_000_000_000_000_000 + 1009 * np.arange(n, dtype=np.int64),
         observed=obs,
-        parallax=s.plx,
-        parallax_err=s.plx_err,
-        parallax_ok=np.ones(n, bool),
-        ebv=s.ebv,
-        ebv_err=s.ebv_err,
-        survey=np.array(["sim"] * n),
-        source_id=4_000_000_000_000_000_000 + 1009 * np.arange(n, dtype=np.int64),
         ra=rng.uniform(0, 360, n),
         dec=np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
     )

@@ -38,32 +38,12 @@ def setup(green2020_dir):
 
 
 def _catalog(post, n, rng):
-    from bayesdsm.catalog import Catalog
-
     theta, mu, ebv = infer.draw_prior_truth(post, n, rng)
     s = infer.simulate_stars(post, theta, mu, ebv, rng)
-    mag = np.where(s.mask, s.mag, np.nan)
-    nb = mag.shape[1]
-    return (
-        Catalog(
-            bands=post.emulator.bands,
-            theta=np.full((n, 3), np.nan),
-            theta_cov=np.full((n, 3, 3), np.nan),
-            mag=mag,
-            mag_err=np.sqrt(s.var),
-            observed=np.asarray(s.mask),
-            parallax=s.plx,
-            parallax_err=s.plx_err,
-            parallax_ok=np.ones(n, bool),
-            ebv=s.ebv,
-            ebv_err=s.ebv_err,
-            survey=np.array(["sim"] * n),
-            source_id=np.arange(100, 100 + n, dtype=np.int64),
-            extra={"true_teff": theta[:, 0]},
-        ),
-        theta,
-        nb,
+    cat = infer.simulated_catalog(
+        post.emulator.bands, s, np.arange(100, 100 + n), extra={"true_teff": theta[:, 0]}
     )
+    return cat, theta, cat.mag.shape[1]
 
 
 def test_posterior_z_roundtrip_and_fold(setup):

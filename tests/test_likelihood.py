@@ -100,30 +100,22 @@ def test_reddening_posterior_matches_dense(setup):
         assert float(v) == pytest.approx(v_ref, rel=1e-10)
 
 
-def test_colour_scores_match_dense(setup):
+@pytest.mark.parametrize(
+    ("fit", "reference", "rtol"),
+    [(False, dense_scores, 1e-10), (True, dense_fitted_scores, 1e-8)],
+    ids=["prior_E", "fitted_E"],
+)
+def test_colour_scores_match_dense(setup, fit, reference, rtol):
     emu, stars = setup
     w = np_weights(emu)
-    fn = jax.jit(colour_scores)
+    fn = jax.jit(functools.partial(colour_scores, fit_reddening=fit))
     for i in range(N_STARS):
         s = star(stars, i)
         got = np.asarray(fn(emu, jax.tree_util.tree_map(jnp.asarray, s)))
-        want = dense_scores(w, s)
+        want = reference(w, s)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         ok = ~np.isnan(want)
-        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-10)
-
-
-def test_fitted_colour_scores_match_dense(setup):
-    emu, stars = setup
-    w = np_weights(emu)
-    fn = jax.jit(functools.partial(colour_scores, fit_reddening=True))
-    for i in range(N_STARS):
-        s = star(stars, i)
-        got = np.asarray(fn(emu, jax.tree_util.tree_map(jnp.asarray, s)))
-        want = dense_fitted_scores(w, s)
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        ok = ~np.isnan(want)
-        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-8)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=rtol)
 
 
 def test_fitted_scores_are_standard_normal_for_honest_errors(key):

@@ -22,7 +22,7 @@ from bayesdsm.infer._sample import (
     whitened_hmc,
     whitened_nuts,
 )
-from bayesdsm.infer._simulate import draw_prior_truth, simulate_stars
+from bayesdsm.infer._simulate import draw_prior_truth, simulate_stars, simulated_catalog
 
 __all__ = [
     "InferConfig",
@@ -49,4 +49,5 @@ __all__ = [
     "nuts_one_star",
     "draw_prior_truth",
     "simulate_stars",
+    "simulated_catalog",
 ]

@@ -6,7 +6,7 @@ import numpy as np
 
 from bayesdsm.infer._model import Posterior, StarArrays
 
-__all__ = ["draw_prior_truth", "simulate_stars"]
+__all__ = ["draw_prior_truth", "simulate_stars", "simulated_catalog"]
 
 
 def draw_prior_truth(
@@ -87,4 +87,36 @@ def simulate_stars(
         0 * one,
         0 * one,
         np.zeros(n, bool),
+    )
+
+
+def simulated_catalog(bands, stars: StarArrays, source_id, *, observed=None, **kwargs):
+    """A :class:`~bayesdsm.catalog.Catalog` of simulated observations (no θ̂).
+
+    Args:
+        bands: the emulator's bands.
+        stars: from :func:`simulate_stars`.
+        source_id: (N,) int ids.
+        observed: (N, B) bool, default ``stars.mask``; unobserved magnitudes are NaN.
+        kwargs: further Catalog fields (``ra``, ``dec``, ``extra``, ...).
+    """
+    from bayesdsm.catalog import Catalog
+
+    n = len(stars.plx)
+    obs = np.asarray(stars.mask if observed is None else observed, bool)
+    return Catalog(
+        bands=tuple(bands),
+        theta=np.full((n, 3), np.nan),
+        theta_cov=np.full((n, 3, 3), np.nan),
+        mag=np.where(obs, stars.mag, np.nan),
+        mag_err=np.sqrt(stars.var),
+        observed=obs,
+        parallax=stars.plx,
+        parallax_err=stars.plx_err,
+        parallax_ok=np.ones(n, bool),
+        ebv=stars.ebv,
+        ebv_err=stars.ebv_err,
+        survey=np.array(["sim"] * n),
+        source_id=np.asarray(source_id, np.int64),
+        **kwargs,
     )
