@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["demo_training", "run_demo"]
+__all__ = ["demo_training", "quick_model", "quick_training", "run_demo"]
 
 
 def demo_training():
@@ -29,6 +29,32 @@ def demo_training():
 
     return TrainConfig(n_iterations=5, epochs=10, batch_size=128, learning_rate=2e-3,
                        chi2_end_iteration=3, validate_every_epoch=False)  # fmt: skip
+
+
+def quick_training():
+    """A 4 × 20-epoch schedule for a few thousand stars (the notebooks' small settings).
+
+    Few stars give few steps, so the learning rate is 1e-2 (10× the paper's) and the χ²
+    threshold reaches 5 by the last iteration.
+    """
+    from bayesdsm.train import TrainConfig
+
+    return TrainConfig(n_iterations=4, epochs=20, batch_size=128, learning_rate=1e-2,
+                       chi2_end_iteration=4, validate_every_epoch=False)  # fmt: skip
+
+
+def quick_model(cat, path, *, n_stars: int = 3000, seed: int = 0, log=print):
+    """The model file at ``path``; if it is missing, a quick fit (:func:`quick_training`)
+    on ``n_stars`` random stars of the prepared catalog ``cat`` is saved there first."""
+    from bayesdsm.modelfile import load_model, save_model
+    from bayesdsm.train import to_stellar_model, train
+
+    path = Path(path)
+    if not path.is_file():
+        log(f"{path} not found: fitting a quick model on {n_stars} stars")
+        rows = np.random.default_rng(seed).choice(len(cat), min(n_stars, len(cat)), replace=False)
+        save_model(to_stellar_model(train(cat.subset(np.sort(rows)), quick_training())), path)
+    return load_model(path)
 
 
 def run_demo(out_dir, *, iterations: int | None = None, epochs: int | None = None,

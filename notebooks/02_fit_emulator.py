@@ -43,6 +43,7 @@ import bayesdsm
 from bayesdsm.catalog import read_catalog
 from bayesdsm.cuts import prepare
 from bayesdsm.data import demo_path
+from bayesdsm.demo import quick_training
 from bayesdsm.diagnostics import history_arrays
 from bayesdsm.epistemic import EpistemicConfig, fit_guide
 from bayesdsm.evaluate import predict_table
@@ -91,15 +92,7 @@ if SMALL and len(cat) > 3000:
 # %%
 if SMALL:
     # few stars and few steps: a 10x larger learning rate gets close to convergence
-    config = TrainConfig(
-        n_iterations=4,
-        epochs=20,
-        batch_size=128,
-        learning_rate=1e-2,
-        chi2_end_iteration=4,
-        validate_every_epoch=False,
-        seed=0,
-    )
+    config = quick_training()
 else:
     config = TrainConfig(seed=0)  # the paper's settings
 print(config)

@@ -47,6 +47,7 @@ import bayesdsm
 from bayesdsm.catalog import read_catalog
 from bayesdsm.cuts import prepare
 from bayesdsm.data import demo_path
+from bayesdsm.demo import quick_model
 from bayesdsm.infer import (
     PARAMS,
     InferConfig,
@@ -57,7 +58,6 @@ from bayesdsm.infer import (
     star_arrays,
     star_model,
 )
-from bayesdsm.modelfile import load_model, save_model
 
 # %matplotlib inline
 SMALL = os.environ.get("BAYESDSM_NOTEBOOK_SMALL") == "1"  # set by the test suite
@@ -78,21 +78,7 @@ demo = read_catalog(demo_path())
 cat, _ = prepare(demo)
 
 model_path = WORK / "demo_model.bdsm"
-if not model_path.is_file():
-    from bayesdsm.train import TrainConfig, to_stellar_model, train
-
-    print(f"{model_path} not found (run 02_fit_emulator first): fitting a quick one")
-    fit_cat = cat.subset(np.sort(np.random.default_rng(0).choice(len(cat), 3000, replace=False)))
-    quick = TrainConfig(
-        n_iterations=4,
-        epochs=20,
-        batch_size=128,
-        learning_rate=1e-2,
-        chi2_end_iteration=4,
-        validate_every_epoch=False,
-    )
-    save_model(to_stellar_model(train(fit_cat, quick)), model_path)
-model = load_model(model_path)
+model = quick_model(cat, model_path)  # 02_fit_emulator's model, or a quick fit if missing
 
 # %% [markdown]
 # Pick the stars. "Validity" is the training density at the star's true θ (1 at the peak;

@@ -50,8 +50,9 @@ import bayesdsm  # noqa: E402
 from bayesdsm.catalog import read_catalog, write_catalog  # noqa: E402
 from bayesdsm.cuts import prepare  # noqa: E402
 from bayesdsm.data import demo_path  # noqa: E402
+from bayesdsm.demo import quick_model  # noqa: E402
 from bayesdsm.infer import InferConfig, infer_catalog, run_inference  # noqa: E402
-from bayesdsm.modelfile import import_green2020, load_model, save_model  # noqa: E402
+from bayesdsm.modelfile import import_green2020  # noqa: E402
 
 # %matplotlib inline
 WORK = Path("bayesdsm_work")
@@ -71,21 +72,7 @@ print("bayesdsm", bayesdsm.__version__, "| small settings:", SMALL, "| stars:", 
 demo = read_catalog(demo_path())
 cat, _ = prepare(demo)
 model_path = WORK / "demo_model.bdsm"
-if not model_path.is_file():
-    from bayesdsm.train import TrainConfig, to_stellar_model, train
-
-    print(f"{model_path} not found (run 02_fit_emulator first): fitting a quick one")
-    fit_cat = cat.subset(np.sort(np.random.default_rng(0).choice(len(cat), 3000, replace=False)))
-    quick = TrainConfig(
-        n_iterations=4,
-        epochs=20,
-        batch_size=128,
-        learning_rate=1e-2,
-        chi2_end_iteration=4,
-        validate_every_epoch=False,
-    )
-    save_model(to_stellar_model(train(fit_cat, quick)), model_path)
-model = load_model(model_path)
+model = quick_model(cat, model_path)  # 02_fit_emulator's model, or a quick fit if missing
 rows = np.sort(np.random.default_rng(5).choice(len(cat), N_STARS, replace=False))
 stars = cat.subset(rows)
 ex = stars.extra
