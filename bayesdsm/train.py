@@ -89,6 +89,7 @@ __all__ = [
     "chi2_threshold",
     "learning_rate",
     "split_indices",
+    "reddening_scale_factor",
     "latent_theta_model",
     "load_checkpoint",
     "to_stellar_model",
@@ -146,6 +147,14 @@ class TrainConfig:
             slower than linearly (ΔA_G ≈ -0.04 A_G²); a linear fit over a survey's
             range of E puts that curvature into the zero-extinction magnitudes (G too
             faint by ~0.02 mag) and a low R (G by ~7%).
+        reddening_scale: after each reddening update, move the network and the
+            reddenings along their exact degeneracy, R → λ R and (E′, σ_E′) → (E′, σ_E′)/λ
+            (every model magnitude, covariance and χ² is unchanged), to the λ at which
+            the catalog's prior holds on average: Σ w E′ E₀ = Σ w E′² over the active
+            training stars, w = 1/σ₀² (:func:`reddening_scale_factor`; beyond the
+            paper). Without it only the prior's pull on each E′ (its weight 1 - K
+            against the photometry's K) moves this direction, and the iterations leave
+            R at the attenuated scale of iteration 0's fit at E₀ (BENCHMARKS.md).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -180,6 +189,7 @@ class TrainConfig:
     init_bias_from_data: bool = True
     parallax: str = "inverted"
     extinction_curvature: bool = False
+    reddening_scale: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -247,6 +257,31 @@ def split_indices(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, 
         np.sort(perm[n_train : n_train + n_val]),
         np.sort(perm[n_train + n_val :]),
     )
+
+
+def reddening_scale_factor(ebv, prior_mean, prior_err) -> float:
+    """λ = Σ w E′² / Σ w E′ E₀ (w = 1/σ₀²): the rescaling that the reddening prior asks for.
+
+    The photometry constrains only the products E R, so R → λ R with E′ → E′/λ leaves
+    every χ² unchanged and only the prior terms Σ w (E′/λ - E₀)² change; they are least
+    at this λ. At the truth, with E′ the posterior mean of Eq. 8-9 and an honest prior
+    E₀ ~ N(E, σ₀²), E[E₀ | E′] = E′ for every star (the prior's and the posterior's
+    errors share their covariance), so E[λ] = 1 — also when E′ is clipped at 0.
+
+    Args:
+        ebv: (n,) re-estimated reddenings E′ of the stars that set the scale (mag).
+        prior_mean, prior_err: (n,) the catalog's prior (E₀, σ₀) of the same stars (mag).
+
+    Returns:
+        λ (1.0 if the stars carry no information on it).
+    """
+    e = np.asarray(ebv, np.float64)
+    w = 1.0 / np.asarray(prior_err, np.float64) ** 2
+    num = float(np.sum(w * e * e))
+    den = float(np.sum(w * e * np.asarray(prior_mean, np.float64)))
+    if not (num > 0 and den > 0 and np.isfinite(num) and np.isfinite(den)):
+        return 1.0
+    return num / den
 
 
 class TrainResult(NamedTuple):
@@ -999,6 +1034,15 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         len(stars.mag), chunk, stars, prior_mean, prior_err,
     )  # fmt: skip
     cache["iteration"] = k + 1
+    scale = 1.0
+    if config.reddening_scale:
+        # R → λR, E′ → E′/λ: W and χ² are unchanged (cache["W"] stays valid)
+        use = train_idx[~excluded_train]
+        scale = reddening_scale_factor(ebv[use], prior_mean[use], prior_err[use])
+        bias = fitter.svi.get_params(svi_state)["R_bias_auto_loc"]
+        svi_state = _set_param(svi_state, "R_bias_auto_loc", bias + math.log(scale))
+        emu = _emulator_of(fitter, svi_state)
+        ebv, ebv_err, R = ebv / scale, ebv_err / scale, R * scale
     t_rebuild = time.perf_counter() - t_rebuild
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2_dof = np.where(dof > 0, chi / np.where(dof > 0, dof, 1.0), 0.0)
@@ -1023,6 +1067,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         "mean_R": [float(x) for x in R[train_idx].mean(axis=0)],
         "R_at_mean_theta": [float(x) for x in R0],
         "median_ebv_shift": float(np.median(ebv[train_idx] - prior_mean[train_idx])),
+        "reddening_scale": scale,
         "time_epochs_s": t_epochs,
         "time_rebuild_s": t_rebuild,
     }

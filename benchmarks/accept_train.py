@@ -160,6 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--curvature", default=None, choices=("on", "off"),
                     help="TrainConfig.extinction_curvature (default: TrainConfig's)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                    help="another TrainConfig field, e.g. hidden=[64,64] (repeatable)")  # fmt: skip
     ap.add_argument("--emulator-truth", action="store_true")
     ap.add_argument("--deadline-min", type=float, default=None,
                     help="start no iteration that would end after this many minutes")  # fmt: skip
@@ -204,6 +206,9 @@ def main(argv=None) -> int:
     extra = {} if args.parallax is None else {"parallax": args.parallax}
     if args.curvature is not None:
         extra["extinction_curvature"] = args.curvature == "on"
+    for item in args.set:
+        key, _, value = item.partition("=")
+        extra[key] = json.loads(value)
     tc = TrainConfig(method=args.method, n_iterations=args.iterations, epochs=args.epochs,
                      seed=args.seed, **extra)  # fmt: skip
     deadline = None if args.deadline_min is None else time.time() + 60 * args.deadline_min
@@ -212,7 +217,8 @@ def main(argv=None) -> int:
     t2 = time.perf_counter()
     last = res.history[-1]
     info = {"method": args.method, "parallax": tc.parallax,
-            "extinction_curvature": tc.extinction_curvature, "iterations_planned": args.iterations,
+            "extinction_curvature": tc.extinction_curvature, "set": args.set,
+            "iterations_planned": args.iterations,
             "iterations_done": len(res.history), "epochs": args.epochs,
             "final_lr": last["learning_rate"], "sim_s": t1 - t0, "train_s": t2 - t1,
             "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],

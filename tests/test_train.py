@@ -34,6 +34,7 @@ from bayesdsm.train import (
     chi2_threshold,
     learning_rate,
     load_checkpoint,
+    reddening_scale_factor,
     split_indices,
     train,
 )
@@ -280,6 +281,74 @@ def test_rebuild_star_matches_separate_passes(cat, run, curvature):
     np.testing.assert_allclose(W, W_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(W_ref).max()))
     np.testing.assert_allclose(chi, chi_ref, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(R, jax.vmap(lambda t: emu(t)[1])(stars.theta), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ the reddening scale
+
+
+def test_reddening_scale_factor_known_values():
+    e0 = np.array([0.1, 0.2, 0.4])
+    assert reddening_scale_factor(1.05 * e0, e0, np.full(3, 0.03)) == pytest.approx(1.05)
+    # λ = Σ w E′² / Σ w E′ E₀ with w = 1/σ₀²: (1·1 + 4·4/4) / (1·2 + 4·2/4) = 5/4
+    assert reddening_scale_factor([1.0, 4.0], [2.0, 2.0], [1.0, 2.0]) == pytest.approx(1.25)
+    assert reddening_scale_factor(np.zeros(3), e0, np.ones(3)) == 1.0  # no information
+
+
+def _posterior(y, R, sig_y, e0, sig0):
+    """Eq. 8-9 for one band y = E R + noise: the posterior mean of E, clipped at 0."""
+    prec = R**2 / sig_y**2 + 1 / sig0**2
+    return np.maximum((y * R / sig_y**2 + e0 / sig0**2) / prec, 0.0)
+
+
+def test_reddening_scale_factor_is_unbiased_at_the_truth():
+    """With E′ the (clipped) posterior at the true R and an honest prior, λ = 1."""
+    rng = np.random.default_rng(5)
+    n, R, sig_y = 200_000, 2.5, 0.05
+    e = rng.exponential(0.15, n)
+    sig0 = 0.02 + 0.1 * e
+    e0 = e + sig0 * rng.normal(size=n)
+    y = e * R + sig_y * rng.normal(size=n)
+    lam = reddening_scale_factor(_posterior(y, R, sig_y, e0, sig0), e0, sig0)
+    assert lam == pytest.approx(1.0, abs=0.003)  # σ(λ) ≈ 0.0005 here
+
+
+@pytest.mark.parametrize("scale_step, tol", [(False, None), (True, 0.005)])
+def test_alternating_fit_recovers_R_only_with_the_scale_step(scale_step, tol):
+    """The §4 alternation on a one-band toy: fit R by regression on E′ (iteration 0 on
+    the prior E₀, so attenuated: 2.38 for 2.5), re-estimate E′ at that R, 20 times. The
+    photometry pins E′ R, so without the step R creeps towards the truth only by the
+    prior's weight 1 - K per iteration (still 2.44 after 20); with it, R is recovered."""
+    rng = np.random.default_rng(6)
+    n, R_true, sig_y = 100_000, 2.5, 0.03
+    e = rng.exponential(0.15, n)
+    sig0 = 0.03 + 0.1 * e
+    e0 = e + sig0 * rng.normal(size=n)
+    y = e * R_true + sig_y * rng.normal(size=n)
+    ebv = e0
+    for _ in range(20):
+        R = np.sum(y * ebv) / np.sum(ebv**2)
+        ebv = _posterior(y, R, sig_y, e0, sig0)
+        if scale_step:
+            lam = reddening_scale_factor(ebv, e0, sig0)
+            R, ebv = R * lam, ebv / lam
+    R = np.sum(y * ebv) / np.sum(ebv**2)
+    if scale_step:
+        assert R == pytest.approx(R_true, rel=tol)
+    else:
+        assert R < 0.985 * R_true  # still attenuated (2.44 of 2.5)
+
+
+def test_reddening_scale_in_training(cat, run):
+    cfg = dataclasses.replace(TINY, reddening_scale=True)
+    res = train(cat, cfg)
+    lam = [h["reddening_scale"] for h in res.history]
+    assert all(np.isfinite(lam)) and lam[0] != 1.0
+    assert all(h["reddening_scale"] == 1.0 for h in run.history)  # off by default
+    # the returned E′ are the rescaled ones: the prior now holds on average (λ = 1)
+    tr = res.split == 0  # (the step used the active ones: a few may be excluded)
+    rows = np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool))
+    e0, s0 = np.asarray(cat.ebv)[rows], np.asarray(cat.ebv_err)[rows]
+    assert reddening_scale_factor(res.ebv[tr], e0[tr], s0[tr]) == pytest.approx(1.0, abs=0.02)
 
 
 def test_resume_refuses_other_config(cat, tmp_path):
