@@ -89,7 +89,7 @@ __all__ = [
     "chi2_threshold",
     "learning_rate",
     "split_indices",
-    "reddening_scale_factor",
+    "reddening_rescaling",
     "latent_theta_model",
     "load_checkpoint",
     "to_stellar_model",
@@ -148,13 +148,14 @@ class TrainConfig:
             range of E puts that curvature into the zero-extinction magnitudes (G too
             faint by ~0.02 mag) and a low R (G by ~7%).
         reddening_scale: after each reddening update, move the network and the
-            reddenings along their exact degeneracy, R → λ R and (E′, σ_E′) → (E′, σ_E′)/λ
-            (every model magnitude, covariance and χ² is unchanged), to the λ at which
-            the catalog's prior holds on average: Σ w E′ E₀ = Σ w E′² over the active
-            training stars, w = 1/σ₀² (:func:`reddening_scale_factor`; beyond the
-            paper). Without it only the prior's pull on each E′ (its weight 1 - K
-            against the photometry's K) moves this direction, and the iterations leave
-            R at the attenuated scale of iteration 0's fit at E₀ (BENCHMARKS.md).
+            reddenings along their exact degeneracy, E′ → u E′ and R → R/u (every model
+            magnitude, covariance and χ² is unchanged), to the u at which the catalog's
+            prior holds on average over the active training stars
+            (:func:`reddening_rescaling`; beyond the paper); with
+            ``extinction_curvature`` also E′ → u E′ + v E′², c → c - v/(u R). Without
+            it only the prior's pull on each E′ (its weight 1 - K against the
+            photometry's K) moves these directions, and the iterations leave R at the
+            attenuated scale of iteration 0's fit at E₀ (BENCHMARKS.md).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -259,29 +260,36 @@ def split_indices(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, 
     )
 
 
-def reddening_scale_factor(ebv, prior_mean, prior_err) -> float:
-    """λ = Σ w E′² / Σ w E′ E₀ (w = 1/σ₀²): the rescaling that the reddening prior asks for.
+def reddening_rescaling(ebv, prior_mean, prior_err, *, quadratic=False) -> tuple[float, float]:
+    """(u, v) of E″ = u E′ + v E′²: the rescaling of the reddenings that the prior asks for.
 
-    The photometry constrains only the products E R, so R → λ R with E′ → E′/λ leaves
-    every χ² unchanged and only the prior terms Σ w (E′/λ - E₀)² change; they are least
-    at this λ. At the truth, with E′ the posterior mean of Eq. 8-9 and an honest prior
+    The photometry constrains only A(E, R, c) = E R + c (E R)², so R → R/u, E′ → u E′
+    leaves every χ² unchanged, and with a fitted curvature so does E′ → u E′ + v E′²,
+    R → R/u, c → c - v/(u R) (to second order in E). Only the prior terms
+    Σ w (E″ - E₀)² (w = 1/σ₀²) change; (u, v) is their weighted least-squares minimum.
+    At the truth, with E′ the posterior mean of Eq. 8-9 and an honest prior
     E₀ ~ N(E, σ₀²), E[E₀ | E′] = E′ for every star (the prior's and the posterior's
-    errors share their covariance), so E[λ] = 1 — also when E′ is clipped at 0.
+    errors share their covariance), so E[(u, v)] = (1, 0), also when E′ is clipped at 0.
 
     Args:
         ebv: (n,) re-estimated reddenings E′ of the stars that set the scale (mag).
         prior_mean, prior_err: (n,) the catalog's prior (E₀, σ₀) of the same stars (mag).
+        quadratic: also fit v (only a fitted curvature can absorb it); else v = 0.
 
     Returns:
-        λ (1.0 if the stars carry no information on it).
+        (u, v); (1, 0) if the stars carry no information on them.
     """
     e = np.asarray(ebv, np.float64)
     w = 1.0 / np.asarray(prior_err, np.float64) ** 2
-    num = float(np.sum(w * e * e))
-    den = float(np.sum(w * e * np.asarray(prior_mean, np.float64)))
-    if not (num > 0 and den > 0 and np.isfinite(num) and np.isfinite(den)):
-        return 1.0
-    return num / den
+    e0 = np.asarray(prior_mean, np.float64)
+    X = np.stack([e, e * e], 1) if quadratic else e[:, None]
+    A = X.T @ (w[:, None] * X)
+    b = X.T @ (w * e0)
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b)) and np.linalg.det(A) > 0):
+        return 1.0, 0.0
+    coef = np.linalg.solve(A, b)
+    u, v = float(coef[0]), float(coef[1]) if quadratic else 0.0
+    return (u, v) if u > 0 else (1.0, 0.0)
 
 
 class TrainResult(NamedTuple):
@@ -1034,15 +1042,26 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         len(stars.mag), chunk, stars, prior_mean, prior_err,
     )  # fmt: skip
     cache["iteration"] = k + 1
-    scale = 1.0
+    u, v = 1.0, 0.0
     if config.reddening_scale:
-        # R → λR, E′ → E′/λ: W and χ² are unchanged (cache["W"] stays valid)
+        # E″ = u E′ + v E′², R → R/u, c → c - v/(u R): the model magnitudes, W and χ²
+        # are unchanged (exactly for v = 0; to O(E³) otherwise), cache["W"] stays valid
         use = train_idx[~excluded_train]
-        scale = reddening_scale_factor(ebv[use], prior_mean[use], prior_err[use])
-        bias = fitter.svi.get_params(svi_state)["R_bias_auto_loc"]
-        svi_state = _set_param(svi_state, "R_bias_auto_loc", bias + math.log(scale))
+        u, v = reddening_rescaling(
+            ebv[use], prior_mean[use], prior_err[use], quadratic=config.extinction_curvature
+        )
+        params = fitter.svi.get_params(svi_state)
+        svi_state = _set_param(
+            svi_state, "R_bias_auto_loc", params["R_bias_auto_loc"] - math.log(u)
+        )
+        if v != 0.0:
+            R_mean = np.asarray(emu(jnp.asarray(np.mean(stars.theta[use], 0), dtype))[1])
+            c = params["R_curvature_auto_loc"] - v / (u * R_mean)
+            svi_state = _set_param(svi_state, "R_curvature_auto_loc", c)
         emu = _emulator_of(fitter, svi_state)
-        ebv, ebv_err, R = ebv / scale, ebv_err / scale, R * scale
+        ebv_err = ebv_err * np.abs(u + 2.0 * v * ebv)
+        ebv = np.clip(u * ebv + v * ebv * ebv, *config.ebv_range).astype(dtype)
+        ebv_err, R = ebv_err.astype(dtype), R / u
     t_rebuild = time.perf_counter() - t_rebuild
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2_dof = np.where(dof > 0, chi / np.where(dof > 0, dof, 1.0), 0.0)
@@ -1067,7 +1086,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         "mean_R": [float(x) for x in R[train_idx].mean(axis=0)],
         "R_at_mean_theta": [float(x) for x in R0],
         "median_ebv_shift": float(np.median(ebv[train_idx] - prior_mean[train_idx])),
-        "reddening_scale": scale,
+        "reddening_rescaling": [u, v],
         "time_epochs_s": t_epochs,
         "time_rebuild_s": t_rebuild,
     }

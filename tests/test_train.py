@@ -34,7 +34,7 @@ from bayesdsm.train import (
     chi2_threshold,
     learning_rate,
     load_checkpoint,
-    reddening_scale_factor,
+    reddening_rescaling,
     split_indices,
     train,
 )
@@ -286,12 +286,35 @@ def test_rebuild_star_matches_separate_passes(cat, run, curvature):
 # ------------------------------------------------------------------ the reddening scale
 
 
-def test_reddening_scale_factor_known_values():
+def test_reddening_rescaling_known_values():
     e0 = np.array([0.1, 0.2, 0.4])
-    assert reddening_scale_factor(1.05 * e0, e0, np.full(3, 0.03)) == pytest.approx(1.05)
-    # λ = Σ w E′² / Σ w E′ E₀ with w = 1/σ₀²: (1·1 + 4·4/4) / (1·2 + 4·2/4) = 5/4
-    assert reddening_scale_factor([1.0, 4.0], [2.0, 2.0], [1.0, 2.0]) == pytest.approx(1.25)
-    assert reddening_scale_factor(np.zeros(3), e0, np.ones(3)) == 1.0  # no information
+    # E₀ = E′/1.05 exactly: u = 1/1.05
+    assert reddening_rescaling(1.05 * e0, e0, np.full(3, 0.03)) == pytest.approx((1 / 1.05, 0.0))
+    # u = Σ w E′ E₀ / Σ w E′² with w = 1/σ₀²: (1·2 + 4·2/4) / (1·1 + 16/4) = 4/5
+    assert reddening_rescaling([1.0, 4.0], [2.0, 2.0], [1.0, 2.0]) == pytest.approx((0.8, 0.0))
+    e = np.linspace(0.0, 1.5, 20)
+    uv = reddening_rescaling(e, 2 * e + 0.1 * e**2, np.full(20, 0.05), quadratic=True)
+    assert uv == pytest.approx((2.0, 0.1))
+    assert reddening_rescaling(np.zeros(3), e0, np.ones(3)) == (1.0, 0.0)  # no information
+
+
+def test_quadratic_rescaling_leaves_the_extinction_unchanged():
+    """E″ = u E′ + v E′², R/u, c - v/(u R) give the same A = E R + c (E R)² to O(E³)."""
+    from bayesdsm.emulator import reddening
+
+    emu = init_emulator(jax.random.PRNGKey(0))
+    arrays = {**emulator_arrays(emu), "R_curvature": jnp.full(13, -0.03)}
+    emu = emulator_from_arrays(emu.config, arrays, jnp.float32)
+    R = emu(jnp.asarray([5500.0, 4.2, 0.0]))[1]
+    u, v = 1.04, -0.05
+    moved = {**arrays, "R_bias": arrays["R_bias"] - jnp.log(u), "R_curvature": -0.03 - v / (u * R)}
+    emu2 = emulator_from_arrays(emu.config, moved, jnp.float32)
+    for e in (0.05, 0.3, 0.6):
+        a, _ = reddening(emu, R, e)
+        a2, _ = reddening(emu2, R / u, u * e + v * e * e)
+        # the O(E³) remainder (0.0003 mag at E = 0.3); without the shift of c the
+        # difference would be |v| E² R (0.013 mag at E = 0.3)
+        np.testing.assert_allclose(a2, a, rtol=0, atol=1e-6 + 0.02 * e**3)
 
 
 def _posterior(y, R, sig_y, e0, sig0):
@@ -300,16 +323,18 @@ def _posterior(y, R, sig_y, e0, sig0):
     return np.maximum((y * R / sig_y**2 + e0 / sig0**2) / prec, 0.0)
 
 
-def test_reddening_scale_factor_is_unbiased_at_the_truth():
-    """With E′ the (clipped) posterior at the true R and an honest prior, λ = 1."""
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_reddening_rescaling_is_unbiased_at_the_truth(quadratic):
+    """With E′ the (clipped) posterior at the true R and an honest prior, (u, v) = (1, 0)."""
     rng = np.random.default_rng(5)
     n, R, sig_y = 200_000, 2.5, 0.05
     e = rng.exponential(0.15, n)
     sig0 = 0.02 + 0.1 * e
     e0 = e + sig0 * rng.normal(size=n)
     y = e * R + sig_y * rng.normal(size=n)
-    lam = reddening_scale_factor(_posterior(y, R, sig_y, e0, sig0), e0, sig0)
-    assert lam == pytest.approx(1.0, abs=0.003)  # σ(λ) ≈ 0.0005 here
+    u, v = reddening_rescaling(_posterior(y, R, sig_y, e0, sig0), e0, sig0, quadratic=quadratic)
+    assert u == pytest.approx(1.0, abs=0.004)  # σ(u) ≈ 0.0005 (linear), 0.0015 (quadratic)
+    assert v == pytest.approx(0.0, abs=0.01)
 
 
 @pytest.mark.parametrize("scale_step, tol", [(False, None), (True, 0.005)])
@@ -329,8 +354,8 @@ def test_alternating_fit_recovers_R_only_with_the_scale_step(scale_step, tol):
         R = np.sum(y * ebv) / np.sum(ebv**2)
         ebv = _posterior(y, R, sig_y, e0, sig0)
         if scale_step:
-            lam = reddening_scale_factor(ebv, e0, sig0)
-            R, ebv = R * lam, ebv / lam
+            u, _ = reddening_rescaling(ebv, e0, sig0)
+            R, ebv = R / u, ebv * u
     R = np.sum(y * ebv) / np.sum(ebv**2)
     if scale_step:
         assert R == pytest.approx(R_true, rel=tol)
@@ -338,17 +363,20 @@ def test_alternating_fit_recovers_R_only_with_the_scale_step(scale_step, tol):
         assert R < 0.985 * R_true  # still attenuated (2.44 of 2.5)
 
 
-def test_reddening_scale_in_training(cat, run):
-    cfg = dataclasses.replace(TINY, reddening_scale=True)
+@pytest.mark.parametrize("curvature", [False, True])
+def test_reddening_scale_in_training(cat, run, curvature):
+    cfg = dataclasses.replace(TINY, reddening_scale=True, extinction_curvature=curvature)
     res = train(cat, cfg)
-    lam = [h["reddening_scale"] for h in res.history]
-    assert all(np.isfinite(lam)) and lam[0] != 1.0
-    assert all(h["reddening_scale"] == 1.0 for h in run.history)  # off by default
-    # the returned E′ are the rescaled ones: the prior now holds on average (λ = 1)
+    uv = np.array([h["reddening_rescaling"] for h in res.history])
+    assert np.all(np.isfinite(uv)) and uv[0, 0] != 1.0 and np.all(uv[:, 0] > 0)
+    assert np.all((uv[:, 1] != 0) == curvature)
+    assert all(h["reddening_rescaling"] == [1.0, 0.0] for h in run.history)  # off by default
+    # the returned E′ are the rescaled ones: the prior now holds on average (u = 1)
     tr = res.split == 0  # (the step used the active ones: a few may be excluded)
     rows = np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool))
     e0, s0 = np.asarray(cat.ebv)[rows], np.asarray(cat.ebv_err)[rows]
-    assert reddening_scale_factor(res.ebv[tr], e0[tr], s0[tr]) == pytest.approx(1.0, abs=0.02)
+    u, v = reddening_rescaling(res.ebv[tr], e0[tr], s0[tr], quadratic=curvature)
+    assert u == pytest.approx(1.0, abs=0.02) and v == pytest.approx(0.0, abs=0.02)
 
 
 def test_resume_refuses_other_config(cat, tmp_path):
