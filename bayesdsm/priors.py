@@ -203,19 +203,26 @@ class ThetaDensityPrior(eqx.Module):
     step: jax.Array
 
     @classmethod
-    def from_grid(cls, axes, density, *, smooth=1.0, floor=1e-3, dtype=None):
+    def from_grid(cls, axes, density, *, smooth=1.0, floor=1e-3, halo=0.0, dtype=None):
         """From node axes (3 × 1-D, uniform) and a peak-normalised density (nt, ng, nf).
 
         Args:
             smooth: Gaussian smoothing σ in grid cells; 0 = none.
             floor: added to the (re-peak-normalised) density before the log.
+            halo: if > 0, the floor is not flat but ``floor`` × the density smoothed
+                with σ = ``halo`` cells (peak 1), plus 10⁻³ ``floor``: a prior that
+                allows θ a little off the training locus, and falls off away from it
+                instead of a plateau over the whole grid (where the emulator only
+                extrapolates, e.g. log g 5–7).
         """
         from scipy import ndimage
 
-        rho = np.clip(np.asarray(density, np.float64), 0.0, None)
-        if smooth > 0:
-            rho = ndimage.gaussian_filter(rho, smooth, mode="nearest")
+        raw = np.clip(np.asarray(density, np.float64), 0.0, None)
+        rho = ndimage.gaussian_filter(raw, smooth, mode="nearest") if smooth > 0 else raw
         rho = rho / max(rho.max(), 1e-300)
+        if halo > 0:
+            wide = ndimage.gaussian_filter(raw, halo, mode="nearest")
+            floor = floor * (wide / max(wide.max(), 1e-300) + 1e-3)
         axes = [np.asarray(a, np.float64) for a in axes]
         step = np.array([(a[-1] - a[0]) / (n - 1) for a, n in zip(axes, rho.shape)])
         coef = ndimage.spline_filter(np.log(rho + floor), order=3, mode="nearest")

@@ -44,6 +44,9 @@ REAL = dict(
     n_starts=3,
     map_steps=20,
     n_importance=256,
+    n_importance_refit=(256,),
+    n_importance_kernel=(512,),
+    n_kernels=16,
     batch_size=128,
     keep_draws=4,
 )

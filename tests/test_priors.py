@@ -69,6 +69,25 @@ def test_theta_density_prior_smooth_and_floored():
     np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-6)
 
 
+def test_theta_density_halo_falls_off_away_from_the_locus():
+    """With a halo the floor is floor × (ρ smoothed by `halo` cells, peak 1) + 10⁻³ floor:
+    near the locus it matches the flat floor, far from it (3+ halo widths) it is ~10⁻³ of
+    it, not a plateau over the whole grid; halo = 0 is the flat floor exactly."""
+    axes, rho = _grid()
+    kw = dict(smooth=0.0, floor=1e-2, dtype=jnp.float32)
+    flat = priors.ThetaDensityPrior.from_grid(axes, rho, **kw)
+    halo = priors.ThetaDensityPrior.from_grid(axes, rho, halo=2.0, **kw)
+    np.testing.assert_allclose(
+        priors.ThetaDensityPrior.from_grid(axes, rho, halo=0.0, **kw).coef, flat.coef
+    )
+    peak = jnp.asarray([5500.0, 4.0, -0.25])
+    assert float(halo(peak)) == pytest.approx(float(flat(peak)), abs=0.02)
+    corner = jnp.asarray([8000.0, 0.0, -2.0])  # 4σ-5σ of ρ from the peak on every axis
+    assert float(flat(corner)) == pytest.approx(np.log(1e-2), abs=0.05)
+    assert float(halo(corner)) < np.log(1e-2) - 3.0
+    assert float(halo(corner)) > np.log(1e-2 * 1e-3) - 0.1
+
+
 def test_ebv_prior_gaussian_or_flat():
     assert float(priors.log_ebv_prior(0.3, 0.1, 0.1, True)) == pytest.approx(-2.0)
     assert float(priors.log_ebv_prior(0.3, 0.1, 0.1, False)) == 0.0

@@ -2,7 +2,7 @@
 
 Layers: :mod:`bayesdsm.priors` (pure log densities) → :class:`Posterior` (one star, JAX)
 and :func:`star_model` (NumPyro) → batched engines (:func:`find_modes`,
-:func:`importance_sample`, :func:`refit_proposal`, :func:`whitened_hmc`,
+:func:`importance_sample`, :func:`refit_proposal`, :func:`kernel_proposal`, :func:`whitened_hmc`,
 :func:`whitened_nuts`) → drivers (:func:`infer_arrays` per partition,
 :func:`infer_catalog`, :func:`run_inference` with chunked, resumable output).
 The same code runs on GPU (JAX picks the device; set ``JAX_PLATFORMS=cuda``), where larger
@@ -16,6 +16,7 @@ from bayesdsm.infer._model import PARAMS, Posterior, StarArrays, star_model
 from bayesdsm.infer._run import infer_catalog, nuts_one_star, run_inference
 from bayesdsm.infer._sample import (
     importance_sample,
+    kernel_proposal,
     mcmc_diagnostics,
     psis,
     refit_proposal,
@@ -40,6 +41,7 @@ __all__ = [
     "importance_sample",
     "psis",
     "refit_proposal",
+    "kernel_proposal",
     "whitened_hmc",
     "whitened_nuts",
     "mcmc_diagnostics",

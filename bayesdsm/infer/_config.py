@@ -19,7 +19,7 @@ class InferConfig:
             thin/thick disk + halo with [Fe/H] per component; needs (l, b)).
         theta_prior: ``"density"`` (the model's smoothed training density) or ``"flat"``.
         volume_length_pc: L of the volume prior [pc].
-        density_floor, density_smooth: see
+        density_floor, density_smooth, density_halo: see
             :meth:`bayesdsm.priors.ThetaDensityPrior.from_grid`.
         ebv_max: upper edge of the flat reddening prior [mag] (stars without Ê, σ_E).
         sigma_emu: per-band model error added in quadrature to σ_m [mag]: one number,
@@ -42,6 +42,10 @@ class InferConfig:
         n_importance_refit: draws of each further PSIS round, from a proposal refitted
             to the previous round's weighted draws (only stars still failing the bar).
         refit_inflate: covariance inflation of the refitted proposal.
+        n_importance_kernel: draws of each PSIS round after those, from a defensive
+            mixture of ``n_kernels`` t kernels on the previous round's weighted draws
+            (adaptive importance sampling for non-Gaussian posteriors; only stars still
+            failing the bar).
         n_chains, n_warmup, n_samples, n_leapfrog: whitened-HMC settings (per star).
         escalate: stars that fail the HMC bar and have a single mode carrying weight
             go on to a longer HMC run (``long_*``) and then NUTS (``nuts_*``), and are
@@ -64,6 +68,7 @@ class InferConfig:
     volume_length_pc: float = 1350.0
     density_floor: float = 1e-3
     density_smooth: float = 1.0
+    density_halo: float = 4.0
     ebv_max: float = 5.0
     sigma_emu: float | tuple[float, ...] = 0.0
     parallax_zero_point: float = 0.0
@@ -76,6 +81,8 @@ class InferConfig:
     n_importance: int = 1024
     n_importance_refit: tuple[int, ...] = (1024, 4096)
     refit_inflate: float = 1.5
+    n_importance_kernel: tuple[int, ...] = (16384, 32768)
+    n_kernels: int = 128
     n_chains: int = 4
     n_warmup: int = 150
     n_samples: int = 400
@@ -114,8 +121,7 @@ class InferConfig:
             raise ConfigError(f"InferConfig.n_starts must be in 1..8, got {self.n_starts}")
         if self.n_chains < 2:
             raise ConfigError("InferConfig.n_chains must be >= 2 (split R-hat needs chains)")
-        object.__setattr__(
-            self, "n_importance_refit", tuple(int(v) for v in self.n_importance_refit)
-        )
+        for name in ("n_importance_refit", "n_importance_kernel"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if isinstance(self.sigma_emu, list | tuple):
             object.__setattr__(self, "sigma_emu", tuple(float(s) for s in self.sigma_emu))

@@ -10,7 +10,8 @@ Tiers of ``method="auto"``, each run only on the stars the previous ones left (c
 and padded to a power of two, so each bucket size compiles once): (1) multi-start MAP +
 Laplace per mode; (2) PSIS importance sampling from a Student-t mixture over the modes,
 accepted where k̂ ≤ 0.7 and ESS ≥ 200, then up to ``len(n_importance_refit)`` more rounds
-from a proposal refitted to the previous round's weighted draws; (3) fixed-length HMC
+from a proposal refitted to the previous round's weighted draws and
+``len(n_importance_kernel)`` rounds from a kernel mixture on them; (3) fixed-length HMC
 whitened by that proposal (chains split over the top-2 modes), accepted where R̂ ≤ 1.01
 and bulk/tail ESS ≥ 200 within every mode; then the convergence rule: a star still failing
 whose modes carry weight (≥ 2 modes with mass ≥ ``min_mode_weight``: importance mass, or
@@ -70,7 +71,12 @@ def build_posterior(model, config: InferConfig, theta_density=None) -> Posterior
                 "pass theta_density=..., or use theta_prior='flat'"
             )
         tp = ThetaDensityPrior.from_grid(
-            axes, dens, smooth=config.density_smooth, floor=config.density_floor, dtype=dtype
+            axes,
+            dens,
+            smooth=config.density_smooth,
+            floor=config.density_floor,
+            halo=config.density_halo,
+            dtype=dtype,
         )
     if axes is not None:
         lo, hi = [a[0] for a in axes], [a[-1] for a in axes]
@@ -252,6 +258,7 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     rhat = np.where(two, rhat, dg["rhat"].max(-1))
     ess = np.where(two, ess, np.minimum(dg["ess_bulk"], dg["ess_tail"]).min(-1))
     ok = (rhat <= config.rhat_max) & (ess >= config.ess_min)
+    ok &= np.all(np.isfinite(phys), axis=(1, 2, 3))
     w_mode = np.take_along_axis(mode_mass[idx], chain_mode, 1)
     w_chain = np.where(
         two[:, None], w_mode / np.maximum(w_mode.sum(1, keepdims=True), 1e-300), 1.0 / c
@@ -259,23 +266,29 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     return phys, ok, rhat, ess, np.asarray(ndiv)[:n].sum(1), w_chain
 
 
-def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix):
+def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
     """One importance-sampling round for stars ``idx`` (compacted, padded to a power of
-    two) from the proposal ``prop``. Returns (x (n, S, 5), normalised log weights, k̂, ESS,
-    mode assignment (n, S), physical draws (n, S, 6)) for the n stars."""
+    two) from ``prop``, the proposal of those n stars. Returns (x (n, S, 5), normalised
+    log weights, k̂, ESS, mode slot of each draw (n, S), physical draws (n, S, 6)); the
+    slot is the drawing component's, mapped through ``comp_slot`` (n, K') if given."""
     import jax
     import jax.numpy as jnp
 
     from bayesdsm.infer._sample import importance_sample, psis
 
     n = len(idx)
-    sel = np.concatenate([idx, np.full(_pad(n) - n, idx[0])])
+    pad = np.concatenate([np.arange(n), np.zeros(_pad(n) - n, int)])
+    sel = idx[pad]
     ks = jax.vmap(lambda k: jax.random.fold_in(k, salt))(jnp.asarray(keys[sel]))
-    sub = _subset(prop, sel)
-    x, lw, assign = importance_sample(post, _subset(stars, sel), sub, ks, n_draws, 7.0, mix)
+    x, lw, assign = importance_sample(
+        post, _subset(stars, sel), _subset(prop, pad), ks, n_draws, 7.0, mix
+    )
     slw, khat, ess = psis(np.asarray(lw)[:n])
     phys = np.asarray(jax.vmap(jax.vmap(post.physical))(x), np.float64)[:n]
-    return np.asarray(x)[:n], slw, khat, ess, np.asarray(assign)[:n], phys
+    assign = np.asarray(assign)[:n]
+    if comp_slot is not None:
+        assign = np.take_along_axis(comp_slot, assign, 1)
+    return np.asarray(x)[:n], slw, khat, ess, assign, phys
 
 
 def _mode_mass(w, assign, k_modes):
@@ -286,37 +299,51 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
     """Importance sampling in rounds: the Laplace-mixture proposal for every star, then,
     for the stars that fail the bar (k̂ ≤ pareto_k_max and ESS ≥ ess_min), a proposal
     refitted to their previous round's weighted draws (:func:`refit_proposal`) with
-    ``n_importance_refit[r]`` draws in round r + 1, on those stars only.
+    ``n_importance_refit[r]`` draws in round r + 1, on those stars only; then rounds of
+    ``n_importance_kernel`` draws from a defensive kernel mixture on the previous
+    round's draws (:func:`kernel_proposal`) for the stars still failing.
 
     Fills ``res`` for the stars whose importance sample stands (met the bar; with
     ``method="laplace"`` every star's last round) and returns (standing (n,) bool, mode
     mass (n, K): the last round with k̂ ≤ pareto_k_max, else the Laplace weights, final
     proposal of every star (NumPy :class:`LaplaceModes`))."""
-    from bayesdsm.infer._sample import refit_proposal
+    from bayesdsm.infer._sample import kernel_proposal, refit_proposal
 
     k_modes = np.asarray(modes.z).shape[1]
     prop = type(modes)(*(None if a is None else np.array(a) for a in modes))
     mode_mass = np.exp(np.asarray(modes.log_weight, np.float64))[:n]
     standing = np.zeros(n, bool)
     mcmc_all = config.method in ("hmc", "nuts")
-    sizes = (config.n_importance,) + (() if mcmc_all else tuple(config.n_importance_refit))
+    rounds = [(config.n_importance, "laplace")]
+    if not mcmc_all:
+        rounds += [(s, "refit") for s in config.n_importance_refit]
+        rounds += [(s, "kernel") for s in config.n_importance_kernel]
     idx, prev = np.arange(n), None
-    for r, n_draws in enumerate(sizes):
+    for r, (n_draws, kind) in enumerate(rounds):
         if len(idx) == 0:
             break
-        if r > 0:
-            sub = type(prop)(*(None if a is None else a[idx] for a in prop))
-            refit = refit_proposal(sub, *prev, inflate=config.refit_inflate)
-            for name in ("z", "scale", "inv_scale", "log_weight"):
-                getattr(prop, name)[idx] = getattr(refit, name)
+        sub = type(prop)(*(None if a is None else a[idx] for a in prop))
+        comp_slot = None
+        if kind == "refit":
+            sub = refit_proposal(sub, *prev, inflate=config.refit_inflate)
+            draw_from = sub
+        elif kind == "kernel":
+            draw_from, comp_slot, sub = kernel_proposal(
+                sub, *prev, n_kernels=config.n_kernels, inflate=config.refit_inflate
+            )
+        else:
+            draw_from = sub
+        for name in ("z", "scale", "inv_scale", "log_weight"):
+            getattr(prop, name)[idx] = getattr(sub, name)
         x, slw, khat, ess, assign, phys = _is_round(
-            post, stars, prop, keys, idx, n_draws, 3 + r, 0.3 if r == 0 else 0.1
-        )
+            post, stars, draw_from, keys, idx, n_draws, 3 + r,
+            {"laplace": 0.3, "refit": 0.1, "kernel": 0.0}[kind], comp_slot,
+        )  # fmt: skip
         w = np.exp(slw)
         good_k = np.isfinite(khat) & (khat <= config.pareto_k_max)
         mode_mass[idx[good_k]] = _mode_mass(w[good_k], assign[good_k], k_modes)
         ok = good_k & (ess >= config.ess_min) & (not mcmc_all)
-        final = ok | ((r == len(sizes) - 1) & (config.method == "laplace"))
+        final = ok | ((r == len(rounds) - 1) & (config.method == "laplace"))
         res.set_draws(idx[final], phys[final], w[final], "psis")
         res.cols["ess_min"][idx[final]] = ess[final]
         res.cols["pareto_k"][idx] = khat
@@ -356,14 +383,22 @@ class _Result:
         """Summaries of ``rows`` from weighted draws vals (r, S, 6), weights (r, S)."""
         if len(rows) == 0:
             return
-        q = _weighted_quantiles(vals, w, (0.16, 0.5, 0.84))
+        # a draw with a non-finite value (e.g. an overflowing emulator far from the
+        # data) carries no weight; a star left with no weight gets NaN summaries
+        w = np.where(np.all(np.isfinite(vals), -1), w, 0.0)
+        total = w.sum(1)
+        vals = np.where(np.isfinite(vals), vals, 0.0)
+        q = _weighted_quantiles(vals, w / np.maximum(total, 1e-300)[:, None], (0.16, 0.5, 0.84))
+        q[total <= 0] = np.nan
         for j, p in enumerate(PARAMS):
             for k, tag in enumerate(("p16", "p50", "p84")):
                 self.cols[f"{p}_{tag}"][rows] = q[:, j, k]
         self.cols["method"][rows] = method
         if self.keep:
-            for r, v, ww in zip(rows, vals, w):
-                self.draws[r] = v[self.rng.choice(len(ww), self.keep, p=ww / ww.sum())]
+            for r, v, ww, t in zip(rows, vals, w, total):
+                self.draws[r] = (
+                    v[self.rng.choice(len(ww), self.keep, p=ww / t)] if t > 0 else np.nan
+                )
 
 
 def _group_mass(mass, group, n):
@@ -408,6 +443,10 @@ def infer_arrays(
 
     n = len(ids)
     flags = [set(f) for f in flags] if flags is not None else [set() for _ in range(n)]
+    if n == 0:  # an empty partition: the same columns, no rows
+        res = _Result(0, keep_draws, config.seed)
+        cols = dict(res.cols, flags=np.array([], object), converged=np.zeros(0, bool))
+        return (cols, res.draws) if keep_draws else cols
     dtype = post.dtype
     m = _pad(n) if n < config.batch_size else int(np.ceil(n / 256) * 256)
     sel = np.concatenate([np.arange(n), np.zeros(m - n, int)])
@@ -448,7 +487,7 @@ def infer_arrays(
     theta_b = np.asarray(jax.vmap(post.theta)(zb), np.float64)[:n]
     if post.theta_prior is not None:
         lrho = np.asarray(jax.vmap(post.theta_prior)(jnp.asarray(theta_b, dtype)), np.float64)
-        cols["validity"] = np.exp(lrho) - config.density_floor
+        cols["validity"] = np.maximum(np.exp(lrho) - config.density_floor, 0.0)
     cols["n_modes"] = nm
     k_modes = mode_mass.shape[1]
     cols["mode_weight_2"] = np.sort(mode_mass, 1)[:, -2] if k_modes > 1 else np.zeros(n)

@@ -45,6 +45,10 @@ STARTS = np.array(
 )
 
 
+#: Curvature floor of the Laplace approximations [1 / z units²]: widths ≤ 10.
+EV_FLOOR = 1e-2
+
+
 class LaplaceModes(NamedTuple):
     """Per-star modes (leading axes: stars, K = n_starts slots).
 
@@ -155,8 +159,13 @@ def _one_star_modes(
     z = z.at[:, 4].set(jnp.abs(z[:, 4]))  # the two mirror halves are one mode (E = |e|)
     h = jax.vmap(jax.hessian(lambda q: -post(q, star)))(z)
     ev, vec = jnp.linalg.eigh(h)
-    is_max = jnp.all(ev > 0, axis=-1) & jnp.isfinite(logp)
-    evc = jnp.maximum(ev, 1e-8)
+    # a flat direction (e.g. [Fe/H] under a flat θ prior) has curvature ~0 of either sign
+    # in float32: it is a maximum, not a saddle, unless the curvature is clearly negative
+    flat_tol = 1e-3 * jnp.maximum(jnp.max(jnp.abs(ev), axis=-1, keepdims=True), 1.0)
+    is_max = jnp.all(ev > -flat_tol, axis=-1) & jnp.isfinite(logp)
+    # whitening widths at most 1 / sqrt(EV_FLOOR) in z units (normalised θ, mag): wider
+    # than any prior box, and no sampler started from the mode runs off to infinity
+    evc = jnp.maximum(ev, EV_FLOOR)
     scale = vec / jnp.sqrt(evc)[:, None, :]  # Σ = V Λ⁻¹ Vᵀ = S Sᵀ
     inv_scale = jnp.swapaxes(vec * jnp.sqrt(evc)[:, None, :], -1, -2)
     # converged: Newton decrement gᵀ H⁻¹ g small

@@ -111,11 +111,11 @@ def infer_catalog(model, catalog, config: InferConfig | None = None, *, theta_de
     stars, flags = star_arrays(catalog, config, getattr(post.emulator, "bands", None))
     ids = _ids(catalog)
     parts = []
-    for s in range(0, len(catalog), config.batch_size):
+    for s in range(0, max(len(catalog), 1), config.batch_size):  # an empty catalog: 0 rows
         rows = np.arange(s, min(s + config.batch_size, len(catalog)))
         cols = infer_arrays(post, stars.take(rows), ids[rows], config, [flags[r] for r in rows])
         parts.append(_table(cols, catalog, rows))
-    return vstack(parts) if parts else _table({}, catalog, [])
+    return vstack(parts)
 
 
 def _atomic_write(table, path: Path):
@@ -152,7 +152,7 @@ def run_inference(
     manifest_path = parts / "manifest.json"
     cfg = to_dict(config)
     n = len(catalog)
-    n_chunks = int(np.ceil(n / config.chunk_size))
+    n_chunks = max(int(np.ceil(n / config.chunk_size)), 1)  # an empty catalog: one empty chunk
     manifest = {"config": cfg, "n_stars": n, "chunk_size": config.chunk_size, "done": []}
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())

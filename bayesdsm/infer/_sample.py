@@ -30,6 +30,7 @@ __all__ = [
     "importance_sample",
     "psis",
     "refit_proposal",
+    "kernel_proposal",
     "whitened_hmc",
     "whitened_nuts",
     "mcmc_diagnostics",
@@ -46,8 +47,35 @@ def _log_t(u, nu):
     )
 
 
+def _mixture_log_q(x, z, inv_scale, log_prop, log_assign, nu):
+    """ln q(x) (n,) of the folded t_ν mixture (components z (K, 5), inv_scale (K, 5, 5),
+    ln weights log_prop (K,), −inf = unused) and each draw's most probable component
+    under the weights log_assign (n,). A scan over components keeps memory at O(n) for
+    mixtures of many kernels."""
+    logdet = jnp.linalg.slogdet(inv_scale)[1]  # (K,)
+    mirror = x.at[:, 4].multiply(-1.0)
+
+    def body(carry, comp):
+        acc, best, best_i = carry
+        zk, ik, ldk, lpk, lak, k = comp
+        lq = jnp.logaddexp(
+            _log_t((x - zk[None]) @ ik.T, nu), _log_t((mirror - zk[None]) @ ik.T, nu)
+        )
+        lq = lq + ldk
+        acc = jnp.logaddexp(acc, jnp.where(jnp.isfinite(lpk), lpk + lq, -jnp.inf))
+        term = jnp.where(jnp.isfinite(lak), lak + lq, -jnp.inf)
+        take = term > best
+        return (acc, jnp.where(take, term, best), jnp.where(take, k, best_i)), None
+
+    n = x.shape[0]
+    init = (jnp.full((n,), -jnp.inf, x.dtype), jnp.full((n,), -jnp.inf, x.dtype),
+            jnp.zeros((n,), jnp.int32))  # fmt: skip
+    comps = (z, inv_scale, logdet, log_prop, log_assign, jnp.arange(z.shape[0], dtype=jnp.int32))
+    (log_q, _, assign), _ = jax.lax.scan(body, init, comps)
+    return log_q, assign
+
+
 def _is_one(post, star, z, inv_scale, scale, log_w, key, n, nu, mix):
-    k = z.shape[0]
     valid = jnp.isfinite(log_w)
     nvalid = jnp.sum(valid)
     w_prop = (1.0 - mix) * jnp.exp(jnp.where(valid, log_w, -jnp.inf)) + mix * valid / nvalid
@@ -59,19 +87,10 @@ def _is_one(post, star, z, inv_scale, scale, log_w, key, n, nu, mix):
     t = y * jnp.sqrt(nu / g)[:, None]
     x = z[comp] + jnp.einsum("nij,nj->ni", scale[comp], t)
     x = x.at[:, 4].set(jnp.abs(x[:, 4]))  # fold onto e ≥ 0 (the target is e-symmetric)
-    logdet = jnp.linalg.slogdet(inv_scale)[1]  # (K,)
-
-    def log_qk_at(x):
-        u = jnp.einsum("kij,nkj->nki", inv_scale, x[:, None, :] - z[None])  # (n, K, 5)
-        return _log_t(u, nu) + logdet[None]  # (n, K)
-
-    # folded proposal density: q(x) + q(mirror x)
-    log_qk = jnp.logaddexp(log_qk_at(x), log_qk_at(x.at[:, 4].multiply(-1.0)))
-    log_q = jax.nn.logsumexp(jnp.where(valid[None], log_prop[None] + log_qk, -jnp.inf), axis=1)
+    # folded proposal density q(x) + q(mirror x); draws are assigned by the unmixed weights
+    log_q, assign = _mixture_log_q(x, z, inv_scale, jnp.where(valid, log_prop, -jnp.inf), log_w, nu)
     logp = jax.vmap(lambda zz: post(zz, star))(x)
     lw = jnp.where(jnp.isfinite(logp) & jnp.isfinite(log_q), logp - log_q, -jnp.inf)
-    assign = jnp.argmax(jnp.where(valid[None], log_w[None] + log_qk, -jnp.inf), axis=1)
-    del k
     return x, lw, assign
 
 
@@ -201,6 +220,54 @@ def refit_proposal(modes, x, log_w, assign, *, inflate=1.5, min_ess=20.0, ridge=
         inv_scale=np.linalg.inv(sc).astype(dtype),
         log_weight=lw_new.astype(dtype),
     )
+
+
+def kernel_proposal(
+    modes, x, log_w, assign, *, n_kernels=128, defensive=0.2, inflate=1.5, widen=2.0
+):
+    """Adaptive importance-sampling proposal for posteriors that no single t per mode fits
+    (curved ridges, walls, E near 0), host-side: a defensive kernel mixture.
+
+    ``n_kernels`` components t_ν(x_j, h² Σ_k(j)) sit at draws x_j resampled ∝ w
+    (systematic resampling with a fixed offset, so a star's proposal depends on its own
+    draws only), where Σ_k is the refitted covariance of the draw's mode (see
+    :func:`refit_proposal`) and h = (4 / (d + 2))^(1/(d+4)) J^(−1/(d+4)) is Silverman's
+    bandwidth for d = 5 dimensions and J kernels. The moment-matched components of
+    :func:`refit_proposal`, widened ``widen`` times, keep total weight ``defensive``, so
+    the proposal's tails are heavier than the target's (Hesterberg 1995).
+
+    Args: as :func:`refit_proposal`.
+    Returns:
+        (proposal :class:`~bayesdsm.infer.LaplaceModes` with K + n_kernels components,
+        (N, K + n_kernels) int mode slot of each component, refitted K-slot modes).
+    """
+    base = refit_proposal(modes, x, log_w, assign, inflate=inflate)
+    w = np.exp(np.asarray(log_w, np.float64))
+    w = w / np.maximum(w.sum(1, keepdims=True), 1e-300)
+    n_stars, k_modes = np.asarray(base.valid).shape
+    cw = np.cumsum(w, 1)
+    u = (np.arange(n_kernels) + 0.5) / n_kernels
+    pick = np.stack([np.searchsorted(c, u * c[-1]) for c in cw]).clip(0, w.shape[1] - 1)
+    slot = np.take_along_axis(np.asarray(assign), pick, 1)  # (N, J)
+    h = (4.0 / 7.0) ** (1.0 / 9.0) * n_kernels ** (-1.0 / 9.0)
+    bscale = np.asarray(base.scale, np.float64) / np.sqrt(inflate)
+    rows = np.arange(n_stars)[:, None]
+    ksc = h * bscale[rows, slot]  # (N, J, 5, 5)
+    dtype = np.asarray(modes.z).dtype
+    lw_base = np.asarray(base.log_weight, np.float64) + np.log(defensive)
+    lw_kern = np.full((n_stars, n_kernels), np.log((1.0 - defensive) / n_kernels))
+    sc = np.concatenate([widen * np.asarray(base.scale, np.float64), ksc], 1)
+    prop = base._replace(
+        z=np.concatenate([np.asarray(base.z), np.asarray(x)[rows, pick]], 1).astype(dtype),
+        scale=sc.astype(dtype),
+        inv_scale=np.linalg.inv(sc).astype(dtype),
+        log_weight=np.concatenate([lw_base, lw_kern], 1).astype(dtype),
+        logp=None,
+        valid=np.concatenate([np.asarray(base.valid), np.ones((n_stars, n_kernels), bool)], 1),
+        group=None,
+    )
+    comp_slot = np.concatenate([np.broadcast_to(np.arange(k_modes), (n_stars, k_modes)), slot], 1)
+    return prop, comp_slot, base
 
 
 def _leapfrog(logp_grad, x, p, g, eps, n):
