@@ -152,10 +152,12 @@ class TrainConfig:
             magnitude, covariance and χ² is unchanged), to the u at which the catalog's
             prior holds on average over the active training stars
             (:func:`reddening_rescaling`; beyond the paper); with
-            ``extinction_curvature`` also E′ → u E′ + v E′², c → c - v/(u R). Without
-            it only the prior's pull on each E′ (its weight 1 - K against the
-            photometry's K) moves these directions, and the iterations leave R at the
-            attenuated scale of iteration 0's fit at E₀ (BENCHMARKS.md).
+            ``extinction_curvature`` also E′ → u E′ + v E′², c → c - v/(u R), weighing
+            the curvature prior too. The network moves (R's bias, c) and the reddenings
+            are then re-estimated from the prior at it (a second rebuild per
+            iteration). Without it only the prior's pull on each E′ (its weight 1 - K
+            against the photometry's K) moves these directions, and the iterations
+            leave R at the attenuated scale of iteration 0's fit at E₀ (BENCHMARKS.md).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -260,13 +262,16 @@ def split_indices(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, 
     )
 
 
-def reddening_rescaling(ebv, prior_mean, prior_err, *, quadratic=False) -> tuple[float, float]:
+def reddening_rescaling(
+    ebv, prior_mean, prior_err, *, quadratic=False, curvature=None
+) -> tuple[float, float]:
     """(u, v) of E″ = u E′ + v E′²: the rescaling of the reddenings that the prior asks for.
 
     The photometry constrains only A(E, R, c) = E R + c (E R)², so R → R/u, E′ → u E′
     leaves every χ² unchanged, and with a fitted curvature so does E′ → u E′ + v E′²,
-    R → R/u, c → c - v/(u R) (to second order in E). Only the prior terms
-    Σ w (E″ - E₀)² (w = 1/σ₀²) change; (u, v) is their weighted least-squares minimum.
+    R → R/u, c → c - v/(u R) (to second order in E). Only the prior terms change:
+    Σ w (E″ - E₀)² (w = 1/σ₀²) and, with ``curvature``, Σ_b (c_b - v/R_b)²/s² (the
+    curvature prior, with u ≈ 1 there); (u, v) is their weighted least-squares minimum.
     At the truth, with E′ the posterior mean of Eq. 8-9 and an honest prior
     E₀ ~ N(E, σ₀²), E[E₀ | E′] = E′ for every star (the prior's and the posterior's
     errors share their covariance), so E[(u, v)] = (1, 0), also when E′ is clipped at 0.
@@ -275,6 +280,8 @@ def reddening_rescaling(ebv, prior_mean, prior_err, *, quadratic=False) -> tuple
         ebv: (n,) re-estimated reddenings E′ of the stars that set the scale (mag).
         prior_mean, prior_err: (n,) the catalog's prior (E₀, σ₀) of the same stars (mag).
         quadratic: also fit v (only a fitted curvature can absorb it); else v = 0.
+        curvature: (c, R, s) of the fitted curvature: c and R (n_bands,) at the mean
+            θ, s the prior width of c; adds the curvature prior's terms (quadratic only).
 
     Returns:
         (u, v); (1, 0) if the stars carry no information on them.
@@ -285,6 +292,11 @@ def reddening_rescaling(ebv, prior_mean, prior_err, *, quadratic=False) -> tuple
     X = np.stack([e, e * e], 1) if quadratic else e[:, None]
     A = X.T @ (w[:, None] * X)
     b = X.T @ (w * e0)
+    if quadratic and curvature is not None:
+        c, R, width = (np.asarray(x, np.float64) for x in curvature)
+        # residuals (c_b - v/R_b)/s: rows (0, -1/(R_b s)), targets -c_b/s
+        A[1, 1] += np.sum(1.0 / (R * width) ** 2)
+        b[1] += np.sum(c / (R * width**2))
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b)) and np.linalg.det(A) > 0):
         return 1.0, 0.0
     coef = np.linalg.solve(A, b)
@@ -1044,24 +1056,17 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     cache["iteration"] = k + 1
     u, v = 1.0, 0.0
     if config.reddening_scale:
-        # E″ = u E′ + v E′², R → R/u, c → c - v/(u R): the model magnitudes, W and χ²
-        # are unchanged (exactly for v = 0; to O(E³) otherwise), cache["W"] stays valid
-        use = train_idx[~excluded_train]
-        u, v = reddening_rescaling(
-            ebv[use], prior_mean[use], prior_err[use], quadratic=config.extinction_curvature
-        )
-        params = fitter.svi.get_params(svi_state)
-        svi_state = _set_param(
-            svi_state, "R_bias_auto_loc", params["R_bias_auto_loc"] - math.log(u)
-        )
-        if v != 0.0:
-            R_mean = np.asarray(emu(jnp.asarray(np.mean(stars.theta[use], 0), dtype))[1])
-            c = params["R_curvature_auto_loc"] - v / (u * R_mean)
-            svi_state = _set_param(svi_state, "R_curvature_auto_loc", c)
+        # move the network along E″ = u E′ + v E′², R → R/u, c → c - v/(u R), then
+        # rebuild again from the prior at the moved network (as a resume would)
+        svi_state, u, v = _rescale_reddening(
+            fitter, svi_state, emu, stars.theta, ebv, prior_mean, prior_err,
+            train_idx[~excluded_train], config,
+        )  # fmt: skip
         emu = _emulator_of(fitter, svi_state)
-        ebv_err = ebv_err * np.abs(u + 2.0 * v * ebv)
-        ebv = np.clip(u * ebv + v * ebv * ebv, *config.ebv_range).astype(dtype)
-        ebv_err, R = ebv_err.astype(dtype), R / u
+        ebv, ebv_err, cache["W"], chi, R = _chunked(
+            lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts),
+            len(stars.mag), chunk, stars, prior_mean, prior_err,
+        )  # fmt: skip
     t_rebuild = time.perf_counter() - t_rebuild
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2_dof = np.where(dof > 0, chi / np.where(dof > 0, dof, 1.0), 0.0)
@@ -1094,6 +1099,26 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         svi_state, ebv, ebv_err, excluded, chi2_dof, plx_terms, k + 1, [*state.history, record]
     )
     return state, _with_state(stars, state)
+
+
+def _rescale_reddening(fitter, svi_state, emu, theta, ebv, prior_mean, prior_err, use, config):
+    """The step of ``TrainConfig.reddening_scale``: (new SVI state, u, v)."""
+    params = fitter.svi.get_params(svi_state)
+    dtype = np.asarray(theta).dtype
+    R_mean = np.asarray(emu(jnp.asarray(np.mean(theta[use], 0), dtype))[1])
+    curv = None
+    if config.extinction_curvature:
+        width = config.regularization.curvature_scale
+        curv = (np.asarray(params["R_curvature_auto_loc"]), R_mean, width)
+    u, v = reddening_rescaling(
+        ebv[use], prior_mean[use], prior_err[use], quadratic=config.extinction_curvature,
+        curvature=curv,
+    )  # fmt: skip
+    svi_state = _set_param(svi_state, "R_bias_auto_loc", params["R_bias_auto_loc"] - math.log(u))
+    if v != 0.0:
+        c = params["R_curvature_auto_loc"] - v / (u * R_mean)
+        svi_state = _set_param(svi_state, "R_curvature_auto_loc", c)
+    return svi_state, u, v
 
 
 def _prior_constant(template, n_total, config) -> float:

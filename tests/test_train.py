@@ -296,6 +296,16 @@ def test_reddening_rescaling_known_values():
     uv = reddening_rescaling(e, 2 * e + 0.1 * e**2, np.full(20, 0.05), quadratic=True)
     assert uv == pytest.approx((2.0, 0.1))
     assert reddening_rescaling(np.zeros(3), e0, np.ones(3)) == (1.0, 0.0)  # no information
+    # with the curvature prior: a band with c = 0.2, R = 1, s = 0.1 adds (0.2 - v)²/0.01,
+    # which pulls v from 0.1 towards 0.2 in proportion to the precisions
+    uv = reddening_rescaling(
+        e, 2 * e + 0.1 * e**2, np.full(20, 0.05), quadratic=True, curvature=([0.2], [1.0], 0.1)
+    )
+    assert uv[1] > 0.1 and uv[1] < 0.2
+    big = reddening_rescaling(
+        e, 2 * e + 0.1 * e**2, np.full(20, 1e3), quadratic=True, curvature=([0.2], [1.0], 0.1)
+    )
+    assert big[1] == pytest.approx(0.2, rel=1e-3)  # a vague E prior: the curvature's wins
 
 
 def test_quadratic_rescaling_leaves_the_extinction_unchanged():
@@ -375,8 +385,24 @@ def test_reddening_scale_in_training(cat, run, curvature):
     tr = res.split == 0  # (the step used the active ones: a few may be excluded)
     rows = np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool))
     e0, s0 = np.asarray(cat.ebv)[rows], np.asarray(cat.ebv_err)[rows]
-    u, v = reddening_rescaling(res.ebv[tr], e0[tr], s0[tr], quadratic=curvature)
+    curv = None
+    if curvature:  # the step also weighed the curvature prior (at R of the mean θ)
+        R_mean = res.emulator(jnp.asarray(np.mean(cat.theta[rows][tr], 0), jnp.float32))[1]
+        curv = (res.emulator.extinction.curvature, R_mean, 0.1)
+    u, v = reddening_rescaling(res.ebv[tr], e0[tr], s0[tr], quadratic=curvature, curvature=curv)
     assert u == pytest.approx(1.0, abs=0.02) and v == pytest.approx(0.0, abs=0.02)
+
+
+def test_reddening_scale_resumes_bit_for_bit(cat, tmp_path):
+    cfg = dataclasses.replace(TINY, reddening_scale=True, extinction_curvature=True)
+    ckpt = tmp_path / "rs.npz"
+    train(cat, cfg, checkpoint=ckpt, stop_after=1)
+    full = train(cat, cfg, checkpoint=ckpt, resume=True)
+    ref = train(cat, cfg)
+    a, b = emulator_arrays(full.emulator), emulator_arrays(ref.emulator)
+    for name in a:
+        np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
+    np.testing.assert_array_equal(full.ebv, ref.ebv)
 
 
 def test_resume_refuses_other_config(cat, tmp_path):
