@@ -35,6 +35,65 @@ def _stars(post, n, rng, dev):
     )
 
 
+def _map_worker(rank, n_procs, n, batch, barrier, out):
+    """One process per core (the batch layer's layout): pinned, one XLA thread, MAP +
+    Laplace on its share of the same n stars, timed from a common start (barrier)."""
+    from bayesdsm.batch._driver import LOCAL_WORKER_ENV
+
+    os.environ.update(LOCAL_WORKER_ENV)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {rank % os.cpu_count()})
+    import h5py
+    import jax
+    import jax.numpy as jnp
+
+    from bayesdsm.green2020 import load_green2020_density, load_green2020_emulator
+    from bayesdsm.infer import InferConfig, build_posterior, find_modes
+    from bayesdsm.infer._driver import _cast
+
+    d = os.environ.get("BAYESDSM_GREEN2020_DIR", "/work/shared/green2020")
+    with h5py.File(os.path.join(d, "green2020_test_data_dev.h5")) as f:
+        dev = np.asarray(f["data"]["atm_param"], np.float64)
+    cfg = InferConfig(batch_size=batch)
+    post = build_posterior(
+        load_green2020_emulator(d, jnp.float32), cfg, theta_density=load_green2020_density(d)
+    )
+    stars = _stars(post, n, np.random.default_rng(0), dev)
+    mine = np.array_split(np.arange(n), n_procs)[rank]
+    chunks = [mine[i : i + batch] for i in range(0, len(mine), batch)]
+
+    def run(rows):
+        rows = np.concatenate([rows, np.full(batch - len(rows), rows[0])])  # one shape
+        js = _cast(stars.take(rows), post.dtype)
+        return find_modes(post, js, cfg.n_starts, cfg.map_steps, cfg.mode_barrier)
+
+    jax.block_until_ready(run(chunks[0]))  # compile
+    barrier.wait()
+    t = time.time()
+    for rows in chunks:
+        jax.block_until_ready(run(rows))
+    out.put((rank, time.time() - t, len(mine)))
+
+
+def map_per_core(n, batch, n_procs=None):
+    """Stars/s of MAP + Laplace with one pinned single-threaded process per core."""
+    import multiprocessing as mp
+
+    n_procs = n_procs or os.cpu_count()
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(n_procs), ctx.Queue()
+    procs = [
+        ctx.Process(target=_map_worker, args=(r, n_procs, n, batch, barrier, out))
+        for r in range(n_procs)
+    ]
+    for p in procs:
+        p.start()
+    res = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return n / max(r[1] for r in res), n_procs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=10000)
@@ -45,6 +104,13 @@ def main(argv=None):
         "--no-warm",
         action="store_true",
         help="time the batched engine including its compilation (no warm-up batch)",
+    )
+    ap.add_argument(
+        "--map-procs",
+        type=int,
+        default=0,
+        help="also time MAP+Laplace with this many pinned 1-thread processes (0: one per "
+        "core, 1: skip)",
     )
     args = ap.parse_args(argv)
 
@@ -91,6 +157,9 @@ def main(argv=None):
         )
     res["laplace_stars_per_s"] = round(args.n / (time.time() - t), 1)
     res["laplace_stars_per_cpu_s"] = round(args.n / (time.process_time() - cpu), 1)
+    if args.map_procs != 1:  # the same tier, one pinned process per core (batch layout)
+        rate, n_procs = map_per_core(args.n, args.batch, args.map_procs or None)
+        res[f"laplace_stars_per_s_{n_procs}_procs"] = round(rate, 1)
     print(json.dumps(res), flush=True)
 
     # --- tier: the batched engine (warm-up compile on the first batch, then timed)
