@@ -121,7 +121,7 @@ def test_paper_defaults():
 def test_paper_procedure_by_name():
     c = TrainConfig.paper()
     assert (c.method, c.parallax) == ("paper", "inverted")
-    assert not c.extinction_curvature and not c.reddening_scale
+    assert not c.extinction_curvature and not c.reddening_scale and c.l2_stellar == 1e-4
     assert TrainConfig.paper(seed=4).seed == 4
     d = TrainConfig()  # the defaults go beyond the paper (BENCHMARKS.md, issue 4)
     assert (d.method, d.parallax) == ("latent_theta", "linearized")
