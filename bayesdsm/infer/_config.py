@@ -81,8 +81,8 @@ class InferConfig:
     n_importance: int = 1024
     n_importance_refit: tuple[int, ...] = (1024, 4096)
     refit_inflate: float = 1.5
-    n_importance_kernel: tuple[int, ...] = (16384, 32768)
-    n_kernels: int = 128
+    n_importance_kernel: tuple[int, ...] = (8192, 16384)
+    n_kernels: int = 64
     n_chains: int = 4
     n_warmup: int = 150
     n_samples: int = 400

