@@ -343,15 +343,21 @@ def _posterior(y, R, sig_y, e0, sig0):
     return np.maximum((y * R / sig_y**2 + e0 / sig0**2) / prec, 0.0)
 
 
+def _one_band_survey(rng, n, R, sig_y, sig_floor):
+    """True E ~ Exp(0.15), an honest prior E₀ ~ N(E, σ₀ = sig_floor + 0.1 E) and one
+    band's reddening y = E R + N(0, sig_y²): (E, σ₀, E₀, y)."""
+    e = rng.exponential(0.15, n)
+    sig0 = sig_floor + 0.1 * e
+    e0 = e + sig0 * rng.normal(size=n)
+    y = e * R + sig_y * rng.normal(size=n)
+    return e, sig0, e0, y
+
+
 @pytest.mark.parametrize("quadratic", [False, True])
 def test_reddening_rescaling_is_unbiased_at_the_truth(quadratic):
     """With E′ the (clipped) posterior at the true R and an honest prior, (u, v) = (1, 0)."""
-    rng = np.random.default_rng(5)
     n, R, sig_y = 200_000, 2.5, 0.05
-    e = rng.exponential(0.15, n)
-    sig0 = 0.02 + 0.1 * e
-    e0 = e + sig0 * rng.normal(size=n)
-    y = e * R + sig_y * rng.normal(size=n)
+    e, sig0, e0, y = _one_band_survey(np.random.default_rng(5), n, R, sig_y, 0.02)
     u, v = reddening_rescaling(_posterior(y, R, sig_y, e0, sig0), e0, sig0, quadratic=quadratic)
     assert u == pytest.approx(1.0, abs=0.004)  # σ(u) ≈ 0.0005 (linear), 0.0015 (quadratic)
     assert v == pytest.approx(0.0, abs=0.01)
@@ -363,12 +369,8 @@ def test_alternating_fit_recovers_R_only_with_the_scale_step(scale_step, tol):
     the prior E₀, so attenuated: 2.38 for 2.5), re-estimate E′ at that R, 20 times. The
     photometry pins E′ R, so without the step R creeps towards the truth only by the
     prior's weight 1 - K per iteration (still 2.44 after 20); with it, R is recovered."""
-    rng = np.random.default_rng(6)
     n, R_true, sig_y = 100_000, 2.5, 0.03
-    e = rng.exponential(0.15, n)
-    sig0 = 0.03 + 0.1 * e
-    e0 = e + sig0 * rng.normal(size=n)
-    y = e * R_true + sig_y * rng.normal(size=n)
+    e, sig0, e0, y = _one_band_survey(np.random.default_rng(6), n, R_true, sig_y, 0.03)
     ebv = e0
     for _ in range(20):
         R = np.sum(y * ebv) / np.sum(ebv**2)

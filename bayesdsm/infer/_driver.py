@@ -338,8 +338,9 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
             )
         else:
             draw_from = sub
-        for name in ("z", "scale", "inv_scale", "log_weight"):
-            getattr(prop, name)[idx] = getattr(sub, name)
+        if kind != "laplace":  # keep the refitted components for the MCMC tiers
+            for name in ("z", "scale", "inv_scale", "log_weight"):
+                getattr(prop, name)[idx] = getattr(sub, name)
         x, slw, khat, ess, assign, phys = _is_round(
             post, stars, draw_from, keys, idx, n_draws, 3 + r,
             {"laplace": 0.3, "refit": 0.1, "kernel": 0.0}[kind], comp_slot,
