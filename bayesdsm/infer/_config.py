@@ -46,6 +46,9 @@ class InferConfig:
             mixture of ``n_kernels`` t kernels on the previous round's weighted draws
             (adaptive importance sampling for non-Gaussian posteriors; only stars still
             failing the bar).
+        n_importance_mcmc: draws of the PSIS round given to a star whose MCMC tier failed
+            the bar, from a kernel mixture on its chains' draws (0: none); a star that
+            passes it meets the bar (``method`` ``"<tier>+psis"``) and goes no further.
         n_chains, n_warmup, n_samples, n_leapfrog: whitened-HMC settings (per star).
         escalate: stars that fail the HMC bar and have a single mode carrying weight
             go on to a longer HMC run (``long_*``) and then NUTS (``nuts_*``), and are
@@ -83,6 +86,7 @@ class InferConfig:
     refit_inflate: float = 1.5
     n_importance_kernel: tuple[int, ...] = (8192, 16384)
     n_kernels: int = 64
+    n_importance_mcmc: int = 16384
     n_chains: int = 4
     n_warmup: int = 150
     n_samples: int = 400

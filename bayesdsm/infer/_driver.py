@@ -13,7 +13,9 @@ accepted where k̂ ≤ 0.7 and ESS ≥ 200, then up to ``len(n_importance_refit)
 from a proposal refitted to the previous round's weighted draws and
 ``len(n_importance_kernel)`` rounds from a kernel mixture on them; (3) fixed-length HMC
 whitened by that proposal (chains split over the top-2 modes), accepted where R̂ ≤ 1.01
-and bulk/tail ESS ≥ 200 within every mode; then the convergence rule: a star still failing
+and bulk/tail ESS ≥ 200 within every mode, or else where one PSIS round from a kernel
+mixture on the chains' draws meets the PSIS bar (method ``hmc+psis``; the same after
+each later MCMC tier); then the convergence rule: a star still failing
 whose modes carry weight (≥ 2 modes with mass ≥ ``min_mode_weight``: importance mass, or
 Laplace evidence where PSIS fails) is flagged ``multimodal`` and keeps its mode-weighted
 draws; the others go on to (4) longer HMC and (5) NUTS, and are flagged ``not_converged``
@@ -204,7 +206,7 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     whitening (the Laplace modes, or the refitted importance-sampling proposal).
 
     Returns (draws (n, C, D, 6) physical, ok (n,), rhat (n,), ess (n,), ndiv (n,), chain
-    weights (n, C))."""
+    weights (n, C), z draws (n, C, D, 5), mode slot of each chain (n, C))."""
     import jax
     import jax.numpy as jnp
 
@@ -268,7 +270,8 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     w_chain = np.where(
         two[:, None], w_mode / np.maximum(w_mode.sum(1, keepdims=True), 1e-300), 1.0 / c
     )
-    return phys, ok, rhat, ess, np.asarray(ndiv)[:n].sum(1), w_chain
+    zs = np.asarray(zs)[:n]
+    return phys, ok, rhat, ess, np.asarray(ndiv)[:n].sum(1), w_chain, zs, chain_mode
 
 
 def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
@@ -294,6 +297,34 @@ def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
     if comp_slot is not None:
         assign = np.take_along_axis(comp_slot, assign, 1)
     return np.asarray(x)[:n], slw, khat, ess, assign, phys
+
+
+def _psis_on_mcmc(post, stars, prop, keys, config, idx, zs, w_draw, chain_mode, salt):
+    """A PSIS round for stars ``idx`` whose MCMC run failed the bar, from a defensive
+    kernel mixture (:func:`kernel_proposal`) on their MCMC draws zs (n, C, D, 5), weighted
+    w_draw (n, C·D), of mode slots chain_mode (n, C). Chains that have not mixed to
+    R̂ ≤ 1.01 still trace the posterior's shape (a curved ridge, a wall) far better than
+    any Laplace or moment-matched proposal; the importance weights then correct for the
+    chains' imbalance, and k̂ says whether that worked.
+
+    Returns (ok (n,), physical draws (n, S, 6), weights (n, S), k̂ (n,), ESS (n,), mode
+    slot of each draw (n, S))."""
+    from bayesdsm.infer._sample import kernel_proposal
+
+    n, c, d = zs.shape[:3]
+    x = np.array(zs.reshape(n, c * d, 5), np.float64)
+    x[..., 4] = np.abs(x[..., 4])  # the draws of the folded target
+    assign = np.repeat(chain_mode, d, axis=1)
+    lw = np.log(np.maximum(w_draw, 1e-300))
+    sub = type(prop)(*(None if a is None else np.asarray(a)[idx] for a in prop))
+    draw_from, comp_slot, _ = kernel_proposal(
+        sub, x, lw, assign, n_kernels=config.n_kernels, inflate=config.refit_inflate
+    )
+    _, slw, khat, ess, slot, phys = _is_round(
+        post, stars, draw_from, keys, idx, config.n_importance_mcmc, salt, 0.0, comp_slot
+    )
+    ok = np.isfinite(khat) & (khat <= config.pareto_k_max) & (ess >= config.ess_min)
+    return ok, phys, np.exp(slw), khat, ess, slot
 
 
 def _mode_mass(w, assign, k_modes):
@@ -478,7 +509,7 @@ def infer_arrays(
             todo = todo[nm[todo] < 2]
         if len(todo) == 0:
             break
-        phys, ok, rhat, ess, ndiv, wc = _run_mcmc(
+        phys, ok, rhat, ess, ndiv, wc, zs, chain_mode = _run_mcmc(
             kind, post, js, prop, mode_mass, keys, config, todo
         )
         c, d = phys.shape[1], phys.shape[2]
@@ -487,6 +518,23 @@ def infer_arrays(
         res.cols["rhat_max"][todo], res.cols["ess_min"][todo] = rhat, ess
         res.cols["n_divergent"][todo] = ndiv
         res.met[todo[ok]] = True
+        if config.n_importance_mcmc > 0 and not ok.all():
+            # importance sampling from a kernel mixture on the failed chains' draws
+            bad = np.nonzero(~ok)[0]
+            rows = todo[bad]
+            saved, pd, w, khat, ess_is, slot = _psis_on_mcmc(
+                post, js, prop, keys, config, rows, zs[bad], wd[bad], chain_mode[bad], 40 + t
+            )
+            rows, pd, w, slot = rows[saved], pd[saved], w[saved], slot[saved]
+            res.set_draws(rows, pd, w, f"{kind}+psis")
+            res.cols["rhat_max"][rows] = np.nan  # the reported draws are PSIS draws
+            res.cols["ess_min"][rows], res.cols["pareto_k"][rows] = ess_is[saved], khat[saved]
+            group = None if modes.group is None else np.asarray(modes.group)[rows]
+            mass = _group_mass(_mode_mass(w, slot, mode_mass.shape[1]), group, len(rows))
+            mode_mass[rows] = mass
+            nm[rows] = np.sum(mass >= config.min_mode_weight, 1)
+            res.met[rows] = True
+            ok[bad[saved]] = True
         todo = todo[~ok]
     for r in todo[nm[todo] < 2]:
         flags[r].add("not_converged")
