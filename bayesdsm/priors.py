@@ -53,6 +53,7 @@ __all__ = [
     "log_volume_prior",
     "ThetaDensityPrior",
     "log_flat_theta_prior",
+    "FLAT_THETA_WALL",
     "log_ebv_prior",
     "soft_wall",
 ]
@@ -172,7 +173,11 @@ def log_ebv_prior(ebv, ebv_hat, ebv_err, has_prior, ebv_max=10.0):
     return jnp.where(has_prior, gauss, flat)
 
 
-def log_flat_theta_prior(theta, lo, hi, width=(100.0, 0.1, 0.1)):
+#: Widths of the flat θ prior's soft walls (K, dex, dex).
+FLAT_THETA_WALL = (100.0, 0.1, 0.1)
+
+
+def log_flat_theta_prior(theta, lo, hi, width=FLAT_THETA_WALL):
     """Uniform θ on the box [lo, hi] (3,), with soft Gaussian walls of ``width`` outside."""
     return jnp.sum(soft_wall(theta, jnp.asarray(lo), jnp.asarray(hi), jnp.asarray(width)))
 

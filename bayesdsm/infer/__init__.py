@@ -23,7 +23,12 @@ from bayesdsm.infer._sample import (
     whitened_hmc,
     whitened_nuts,
 )
-from bayesdsm.infer._simulate import draw_prior_truth, simulate_stars, simulated_catalog
+from bayesdsm.infer._simulate import (
+    draw_density_theta,
+    draw_prior_truth,
+    simulate_stars,
+    simulated_catalog,
+)
 
 __all__ = [
     "InferConfig",
@@ -49,6 +54,7 @@ __all__ = [
     "infer_catalog",
     "run_inference",
     "nuts_one_star",
+    "draw_density_theta",
     "draw_prior_truth",
     "simulate_stars",
     "simulated_catalog",

@@ -151,6 +151,16 @@ def _groups(post, star, z, logp, valid, barrier):
     return jnp.argmax(label[:, None] == rank[None, :], axis=1)
 
 
+def _whitening(ev, vec):
+    """(floored curvatures, S, S⁻¹) with Σ = V Λ⁻¹ Vᵀ = S Sᵀ from the eigensystem of −∇² ln p.
+    Widths are at most 1 / sqrt(EV_FLOOR) in z units (normalised θ, mag): wider than any
+    prior box, and no sampler started from the mode runs off to infinity."""
+    evc = jnp.maximum(ev, EV_FLOOR)
+    scale = vec / jnp.sqrt(evc)[..., None, :]
+    inv_scale = jnp.swapaxes(vec * jnp.sqrt(evc)[..., None, :], -1, -2)
+    return evc, scale, inv_scale
+
+
 def _one_star_modes(
     post: Posterior, star: StarArrays, n_starts: int, n_steps: int, barrier: float = 1.0
 ):
@@ -163,16 +173,20 @@ def _one_star_modes(
     # in float32: it is a maximum, not a saddle, unless the curvature is clearly negative
     flat_tol = 1e-3 * jnp.maximum(jnp.max(jnp.abs(ev), axis=-1, keepdims=True), 1.0)
     is_max = jnp.all(ev > -flat_tol, axis=-1) & jnp.isfinite(logp)
-    # whitening widths at most 1 / sqrt(EV_FLOOR) in z units (normalised θ, mag): wider
-    # than any prior box, and no sampler started from the mode runs off to infinity
-    evc = jnp.maximum(ev, EV_FLOOR)
-    scale = vec / jnp.sqrt(evc)[:, None, :]  # Σ = V Λ⁻¹ Vᵀ = S Sᵀ
-    inv_scale = jnp.swapaxes(vec * jnp.sqrt(evc)[:, None, :], -1, -2)
+    evc, scale, inv_scale = _whitening(ev, vec)
     # converged: Newton decrement gᵀ H⁻¹ g small
     dec = jnp.einsum(
         "ki,kij,kj->k", g, jnp.einsum("kij,kjl->kil", scale, jnp.swapaxes(scale, -1, -2)), g
     )
     good = is_max & (dec < 0.5)
+    if post.theta_prior is None:
+        # a mode pressed against a wall of the flat θ prior (the data pull θ beyond the
+        # box) has the wall's steep curvature on the outer side only: the widths leave it
+        # out, so the proposal covers the target's inner side, which is as wide as the
+        # data allow (with it, the proposal was ~3× too narrow there and PSIS never saw
+        # that side's mass: [Fe/H] 95% intervals covered 0.91 in calibration)
+        walls = jax.vmap(lambda q: jnp.diag(post.wall_curvature(q)))(z)
+        evc, scale, inv_scale = _whitening(*jnp.linalg.eigh(h - walls))
     # de-duplicate: j duplicates a better i if within Mahalanobis distance 3 of it
     better = (logp[:, None] > logp[None, :]) | (
         (logp[:, None] == logp[None, :])

@@ -31,6 +31,7 @@ import numpy as np
 from bayesdsm.conventions import b_matrix_inverse
 from bayesdsm.emulator import Emulator, reddening
 from bayesdsm.priors import (
+    FLAT_THETA_WALL,
     ThetaDensityPrior,
     log_ebv_prior,
     log_flat_theta_prior,
@@ -152,6 +153,18 @@ class Posterior(eqx.Module):
         flat = log_ebv_prior(ebv, star.ebv, star.ebv_err, False, self.ebv_max)
         lp = lp + jnp.where(star.ebv_mask, 0.0, flat)
         return lp
+
+    def wall_curvature(self, z):
+        """(5,) curvature of −ln p along each axis of z due to the flat θ prior's walls
+        alone at z: (std_i / width_i)² where θ_i is beyond the box, else 0 (and 0 under
+        the density θ prior). A mode pressed against a wall has the wall's curvature on
+        one side only; the Laplace widths leave it out (see :mod:`._laplace`)."""
+        if self.theta_prior is not None:
+            return jnp.zeros(5, self.dtype)
+        th = self.theta(z)
+        beyond = (th < self.theta_lo) | (th > self.theta_hi)
+        c = (self.emulator.normalizer.std / jnp.asarray(FLAT_THETA_WALL, self.dtype)) ** 2
+        return jnp.concatenate([jnp.where(beyond, c, 0.0), jnp.zeros(2, self.dtype)])
 
     def __call__(self, z, star: StarArrays):
         """ln p(z | star) up to a star-dependent constant."""

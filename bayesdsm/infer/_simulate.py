@@ -6,7 +6,7 @@ import numpy as np
 
 from bayesdsm.infer._model import Posterior, StarArrays
 
-__all__ = ["draw_prior_truth", "simulate_stars", "simulated_catalog"]
+__all__ = ["draw_prior_truth", "draw_density_theta", "simulate_stars", "simulated_catalog"]
 
 
 def draw_prior_truth(
@@ -18,10 +18,14 @@ def draw_prior_truth(
     ebv_err=0.1,
     box=((4000.0, 2.0, -1.0), (6500.0, 4.8, 0.3)),
     wall=None,
+    density=False,
 ):
     """(θ (n, 3), μ (n,), E (n,)) drawn from the flat-θ / volume / Gaussian-E prior:
     θ uniform on ``box``, d ~ Gamma(3, L) (p(d) ∝ d² e^(−d/L)), E ~ N(Ê, σ_E) truncated
     at 0.
+
+    With ``density``, θ is drawn from ``post``'s training-density prior instead
+    (:func:`draw_density_theta`).
 
     With ``wall`` (3,) [K, dex, dex], θ is drawn from the soft-walled box of
     :func:`~bayesdsm.priors.log_flat_theta_prior` instead (half-Gaussian tails of s.d.
@@ -31,7 +35,9 @@ def draw_prior_truth(
     """
     lo, hi = np.asarray(box[0]), np.asarray(box[1])
     theta = lo + (hi - lo) * rng.uniform(size=(n, 3))
-    if wall is not None:
+    if density:
+        theta = draw_density_theta(post.theta_prior, n, rng)
+    elif wall is not None:
         wall = np.asarray(wall, np.float64)
         tail = wall * np.sqrt(np.pi / 2.0)  # mass of each wall (the flat part: hi − lo)
         p_lo = tail / (hi - lo + 2.0 * tail)
@@ -46,6 +52,30 @@ def draw_prior_truth(
             e = rng.normal(ebv_hat, ebv_err)
         ebv[i] = e
     return theta, 5 * np.log10(d / 10.0), ebv
+
+
+def draw_density_theta(prior, n: int, rng, *, margin: float = 4.0, batch: int = 65536):
+    """(n, 3) θ drawn exactly from a :class:`~bayesdsm.priors.ThetaDensityPrior`, by
+    rejection: uniform proposals on its grid widened by ``margin`` cells each side (its
+    walls fall as a Gaussian of one cell there, so e^(−margin²/2) of the edge density is
+    left out), accepted with probability p(θ) / e^(max coefficient): ln p is a convex
+    combination of B-spline coefficients (weights ≥ 0, sum 1) plus walls ≤ 0, so that is
+    an exact bound."""
+    import jax
+    import jax.numpy as jnp
+
+    if prior is None:
+        raise ValueError("draw_density_theta needs a ThetaDensityPrior (theta_prior='density')")
+    lo = np.asarray(prior.lo, np.float64) - margin * np.asarray(prior.step, np.float64)
+    hi = np.asarray(prior.hi, np.float64) + margin * np.asarray(prior.step, np.float64)
+    logp = jax.jit(jax.vmap(prior))
+    top = float(np.max(np.asarray(prior.coef, np.float64))) + 1e-5  # + float32 rounding
+    out = []
+    while sum(len(o) for o in out) < n:
+        th = lo + (hi - lo) * rng.uniform(size=(batch, 3))
+        lp = np.asarray(logp(jnp.asarray(th, prior.lo.dtype)), np.float64)
+        out.append(th[rng.uniform(size=batch) < np.exp(lp - top)])
+    return np.concatenate(out)[:n]
 
 
 def simulate_stars(
