@@ -23,24 +23,26 @@ def demo_training():
     The demo survey has ~20k training stars, so an epoch at the paper's batch of 1024 is
     only 20 steps. The demo takes batch 128 and learning rate 2e-3 (decaying as in §4)
     for 5 iterations × 10 epochs (≈ 8k steps), with the χ² threshold reaching 5 by
-    iteration 3.
+    iteration 3; one learning rate for all weights (the extinction layer's too).
     """
     from bayesdsm.train import TrainConfig
 
     return TrainConfig(n_iterations=5, epochs=10, batch_size=128, learning_rate=2e-3,
-                       chi2_end_iteration=3, validate_every_epoch=False)  # fmt: skip
+                       extinction_learning_rate=None, chi2_end_iteration=3,
+                       validate_every_epoch=False)  # fmt: skip
 
 
 def quick_training():
     """A 4 × 20-epoch schedule for a few thousand stars (the notebooks' small settings).
 
-    Few stars give few steps, so the learning rate is 1e-2 (10× the paper's) and the χ²
-    threshold reaches 5 by the last iteration.
+    Few stars give few steps, so the learning rate is 1e-2 (10× the paper's, for all
+    weights) and the χ² threshold reaches 5 by the last iteration.
     """
     from bayesdsm.train import TrainConfig
 
     return TrainConfig(n_iterations=4, epochs=20, batch_size=128, learning_rate=1e-2,
-                       chi2_end_iteration=4, validate_every_epoch=False)  # fmt: skip
+                       extinction_learning_rate=None, chi2_end_iteration=4,
+                       validate_every_epoch=False)  # fmt: skip
 
 
 def quick_model(cat, path, *, n_stars: int = 3000, seed: int = 0, log=print):

@@ -22,6 +22,14 @@ measured on the TEST split (held-out stars, at their true θ):
     python benchmarks/accept_train.py --catalog /tmp/sim200k.parquet   # paper schedule
     python benchmarks/accept_train.py --n 20000 --iterations 5 --epochs 10 --emulator-truth
     python benchmarks/accept_train.py --catalog C --evaluate /tmp/run   # re-score a saved run
+    python benchmarks/accept_train.py --catalog C --oracle --set 'hidden=[32,32]'
+
+``--oracle`` is the capacity oracle: no survey fit, but the stellar network fitted by
+least squares to the truth itself (true θ → true M_G and zero-extinction colours, equal
+weights, no penalty) on the training split, with the §4 schedule of the TrainConfig
+(batch, 20 × 25 epochs, learning_rate · e^(-k/lr_decay)); it prints the same colour and
+M_G metrics. It says what the architecture can represent, and whether the schedule
+converges, with no noise, reddening or distances in the way.
 """
 
 from __future__ import annotations
@@ -63,9 +71,9 @@ def truth_scatter(th_all, y_all, th_query, k: int = 32) -> tuple[np.ndarray, np.
     return beta[:, 0], h
 
 
-def metrics(cat, emu, validity, split, ebv, ebv_err) -> dict:
+def truth_metrics(cat, emu, validity, split) -> dict:
+    """The colour and M_G items of :func:`metrics` (test split, true θ, E = 0)."""
     from bayesdsm.emulator import batched, predict_colours
-    from bayesdsm.likelihood import chi2, colour_scores, dof, stardata_from_catalog
     from bayesdsm.validity import validity_at
 
     bands = cat.bands
@@ -103,6 +111,16 @@ def metrics(cat, emu, validity, split, ebv, ebv_err) -> dict:
     for name, sel in (("giants", giant), ("dwarfs", dwarf)):
         out[f"MG_scatter_truth_{name}"] = float(np.sqrt(np.mean(res[sel] ** 2 / (1 + h[sel]))))
     out["MG_rms_giants_over_truth_scatter"] = out["MG_rms_giants"] / out["MG_scatter_truth_giants"]
+    return out
+
+
+def metrics(cat, emu, validity, split, ebv, ebv_err) -> dict:
+    from bayesdsm.likelihood import chi2, colour_scores, dof, stardata_from_catalog
+
+    bands = cat.bands
+    test = np.flatnonzero(split == 2)
+    th_all = np.stack([np.asarray(cat.extra[f"true_{c}"], np.float64) for c in THETA_COLS], 1)
+    out = truth_metrics(cat, emu, validity, split)
     # R at the catalogue-mean θ̂ against the truth's low-extinction A/E of stars near it
     tmean = np.asarray(cat.theta, np.float64).mean(0)
     R = np.asarray(emu(jnp.asarray(tmean, jnp.float32))[1], np.float64)
@@ -147,6 +165,62 @@ def metrics(cat, emu, validity, split, ebv, ebv_err) -> dict:
     return out
 
 
+def oracle(cat, tc) -> dict:
+    """Capacity oracle (``--oracle``): the stellar network of ``tc`` fitted by least
+    squares to the truth on the training split with ``tc``'s schedule; its metrics."""
+    import equinox as eqx
+    import optax
+
+    from bayesdsm.emulator import EmulatorConfig, init_emulator
+    from bayesdsm.train import learning_rate, split_indices
+    from bayesdsm.validity import compute_validity
+
+    tr, val, te = split_indices(len(cat), tc)
+    split = np.zeros(len(cat), np.int8)
+    split[val], split[te] = 1, 2
+    th = np.stack([np.asarray(cat.extra[f"true_{c}"], np.float64) for c in THETA_COLS], 1)
+    M = np.stack([np.asarray(cat.extra[f"true_M_{b}"], np.float64) for b in cat.bands], 1)
+    y = np.concatenate([M[:, :1], M[:, 1:] - M[:, :1]], 1)[tr]
+    theta_hat = np.asarray(cat.theta, np.float64)[tr]  # the normaliser, as in training
+    ecfg = EmulatorConfig(bands=cat.bands, hidden=tc.hidden, activation=tc.activation)
+    emu = init_emulator(jax.random.PRNGKey(tc.seed), ecfg, theta_median=np.median(theta_hat, 0),
+                        theta_std=np.std(theta_hat, 0))  # fmt: skip
+    ok = np.isfinite(y)
+    start = jnp.asarray(np.nanmedian(np.where(ok, y, np.nan), 0), jnp.float32)
+    net = eqx.tree_at(lambda n: n.layers[-1].bias, emu.stellar, start)
+    x = jax.vmap(emu.normalizer)(jnp.asarray(th[tr], jnp.float32))
+    y, w = jnp.asarray(np.where(ok, y, 0.0), jnp.float32), jnp.asarray(ok, jnp.float32)
+    params, static = eqx.partition(net, eqx.is_array)
+    opt = optax.inject_hyperparams(optax.adam)(learning_rate=tc.learning_rate)
+    ost = opt.init(params)
+
+    def loss(p, idx):
+        r = jax.vmap(eqx.combine(p, static))(x[idx]) - y[idx]
+        return jnp.mean(jnp.sum(w[idx] * r**2, 1))
+
+    @jax.jit
+    def epoch(p, o, rows):
+        def step(c, idx):
+            g = jax.grad(loss)(c[0], idx)
+            u, o2 = opt.update(g, c[1], c[0])
+            return (optax.apply_updates(c[0], u), o2), None
+
+        return jax.lax.scan(step, (p, o), rows)[0]
+
+    n_b = tr.size // tc.batch_size
+    for k in range(tc.n_iterations):
+        ost.hyperparams["learning_rate"] = jnp.asarray(learning_rate(tc, k), jnp.float32)
+        for e in range(tc.epochs):
+            perm = np.random.default_rng([tc.seed, k, e]).permutation(tr.size)
+            rows = jnp.asarray(perm[: n_b * tc.batch_size].reshape(n_b, tc.batch_size))
+            params, ost = epoch(params, ost, rows)
+    emu = eqx.tree_at(lambda m: m.stellar, emu, eqx.combine(params, static))
+    obs = np.asarray(cat.observed, bool)[tr]
+    validity = compute_validity(theta_hat, obs, np.asarray(cat.parallax_ok, bool)[tr], cat.bands)
+    return {"final_loss": float(loss(params, jnp.arange(tr.size))),
+            **truth_metrics(cat, emu, validity, split)}  # fmt: skip
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--catalog", help="a simulated catalog (with true_* columns)")
@@ -168,6 +242,8 @@ def main(argv=None) -> int:
     ap.add_argument("--save", help="write PREFIX.bdsm (model) and PREFIX.npz (split, E)")
     ap.add_argument("--evaluate", help="score a run saved with --save PREFIX, no training")
     ap.add_argument("--checkpoint", help="training checkpoint (resumed if it exists)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="fit the stellar network to the truth (capacity oracle)")  # fmt: skip
     args = ap.parse_args(argv)
     from bayesdsm.catalog import read_catalog
     from bayesdsm.cuts import prepare
@@ -211,6 +287,11 @@ def main(argv=None) -> int:
         extra[key] = json.loads(value)
     tc = TrainConfig(method=args.method, n_iterations=args.iterations, epochs=args.epochs,
                      seed=args.seed, **extra)  # fmt: skip
+    if args.oracle:
+        t2 = time.perf_counter()
+        out = {"oracle": True, "n": len(cat), "set": args.set, **oracle(cat, tc)}
+        print(json.dumps({**out, "oracle_s": time.perf_counter() - t2}), flush=True)
+        return 0
     deadline = None if args.deadline_min is None else time.time() + 60 * args.deadline_min
     res = train(cat, tc, progress=True, deadline=deadline, checkpoint=args.checkpoint,
                 resume=args.checkpoint is not None)  # fmt: skip

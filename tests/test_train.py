@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +27,7 @@ from bayesdsm.emulator import (
     emulator_arrays,
     emulator_from_arrays,
     init_emulator,
+    predict_colours,
     predict_magnitudes,
 )
 from bayesdsm.errors import ConfigError, TrainingError
@@ -107,8 +109,10 @@ def test_threshold_is_geometric():
 
 
 def test_learning_rate_schedule():
-    assert learning_rate(TrainConfig(), 0) == pytest.approx(1e-3)
-    assert learning_rate(TrainConfig(), 5) == pytest.approx(1e-3 * np.exp(-1))
+    # §4: 1e-3 · e^(-k/5); bayesdsm's default starts the stellar network at 1e-2
+    assert learning_rate(TrainConfig.paper(), 0) == pytest.approx(1e-3)
+    assert learning_rate(TrainConfig.paper(), 5) == pytest.approx(1e-3 * np.exp(-1))
+    assert learning_rate(TrainConfig(), 5) == pytest.approx(1e-2 * np.exp(-1))
 
 
 def test_paper_defaults():
@@ -122,6 +126,7 @@ def test_paper_procedure_by_name():
     c = TrainConfig.paper()
     assert (c.method, c.parallax) == ("paper", "inverted")
     assert not c.extinction_curvature and not c.reddening_scale and c.l2_stellar == 1e-4
+    assert c.learning_rate == 1e-3 and c.extinction_learning_rate is None
     assert TrainConfig.paper(seed=4).seed == 4
     d = TrainConfig()  # the defaults go beyond the paper (BENCHMARKS.md, issue 4)
     assert (d.method, d.parallax) == ("latent_theta", "linearized")
@@ -135,7 +140,14 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize(
-    "kw", [{"method": "nope"}, {"split": (0.5, 0.2, 0.2)}, {"epochs": 0}, {"dof_rule": "x"}]
+    "kw",
+    [
+        {"method": "nope"},
+        {"split": (0.5, 0.2, 0.2)},
+        {"epochs": 0},
+        {"dof_rule": "x"},
+        {"extinction_learning_rate": -1e-3},
+    ],
 )
 def test_config_rejects(kw):
     with pytest.raises(ConfigError):
@@ -204,6 +216,26 @@ def test_history_records(run):
     assert run.history[1]["exclusion_rule"].startswith("chi2 threshold")
     assert "test" in run.history[-1]
     assert run.history[1]["train_loss"] < run.history[0]["train_loss"]
+
+
+def test_extinction_layer_has_its_own_learning_rate(cat, run):
+    """extinction_learning_rate = 0 freezes R's kernel, bias and curvature at their
+    initial values (W = 0, b = log R₀, c = 0) while the stellar network still trains;
+    learning_rate = 0 freezes the stellar network alone."""
+    cfg = dataclasses.replace(TINY, reddening_scale=False, extinction_learning_rate=0.0)
+    frozen_r = emulator_arrays(train(cat, cfg).emulator)
+    start = emulator_arrays(init_emulator(jax.random.PRNGKey(0)))  # R's start: no key
+    trained = emulator_arrays(run.emulator)
+    for name in ("R_kernel", "R_bias", "R_curvature"):
+        np.testing.assert_array_equal(frozen_r[name], start[name], err_msg=name)
+        assert not np.array_equal(trained[name], start[name]), name
+    one = dataclasses.replace(cfg, extinction_learning_rate=1e-3)
+    moved = emulator_arrays(train(cat, one, stop_after=1).emulator)
+    still = emulator_arrays(
+        train(cat, dataclasses.replace(one, learning_rate=0.0), stop_after=1).emulator
+    )
+    assert not np.allclose(moved["hidden_0_kernel"], still["hidden_0_kernel"])
+    assert not np.array_equal(still["R_bias"], start["R_bias"])
 
 
 def test_reddening_update_clip_and_floor(run):
@@ -424,6 +456,33 @@ def test_resume_refuses_other_config(cat, tmp_path):
     other = TrainConfig(n_iterations=2, epochs=1, batch_size=64, seed=4, chunk_size=512)
     with pytest.raises(TrainingError, match="different catalog or config"):
         train(cat, other, checkpoint=ckpt, resume=True)
+
+
+@pytest.mark.slow
+def test_default_learning_rate_converges_further_than_the_papers():
+    """Injected truth with sharp features (a random emulator whose first-layer kernels
+    are 4× Glorot's), small θ errors, 20k stars, the full 20 × 25-epoch schedule: the
+    default (stellar network at 1e-2) ends at a lower validation loss than the paper's
+    1e-3 for every weight and recovers the zero-extinction colours better at the true θ
+    (measured: loss 0.795 vs 0.823, median colour RMS 0.0053 vs 0.0080 mag)."""
+    truth = init_emulator(jax.random.PRNGKey(99))
+    truth = eqx.tree_at(
+        lambda e: e.stellar.layers[0].weight, truth, 4.0 * truth.stellar.layers[0].weight
+    )
+    cat = toy_catalog(20_000, seed=2, truth=truth, theta_err=(10.0, 0.01, 0.01))
+    out = {}
+    for name, cfg in (("default", TrainConfig()), ("paper_lr", TrainConfig(
+            learning_rate=1e-3, extinction_learning_rate=None))):  # fmt: skip
+        res = train(cat, cfg)
+        te = res.split == 2
+        th = jnp.asarray(cat.extra["true_theta"][te], jnp.float32)
+        zero = jnp.zeros(th.shape[0], jnp.float32)
+        d = np.asarray(batched(predict_colours)(res.emulator, th, zero)) - np.asarray(
+            batched(predict_colours)(truth, th, zero)
+        )
+        out[name] = (res.history[-1]["val_loss"], np.median(np.sqrt(np.mean(d[:, 1:] ** 2, 0))))
+    assert out["default"][0] < out["paper_lr"][0] - 0.01
+    assert out["default"][1] < 0.8 * out["paper_lr"][1]
 
 
 @pytest.mark.slow
