@@ -63,7 +63,17 @@ def test_posterior_z_roundtrip_and_fold(setup):
     assert float(post(z, star)) == pytest.approx(float(post(z.at[4].multiply(-1), star)), rel=1e-6)
 
 
-class _Mixture(eqx.Module):
+class _Toy(eqx.Module):
+    """A toy target's interface for the samplers: its physical values are z and z₀."""
+
+    def physical(self, z):
+        return jnp.concatenate([z, z[:1]])
+
+    def log_prob_and_physical(self, z, star):
+        return self(z, star), self.physical(z)
+
+
+class _Mixture(_Toy):
     """Toy 5-d target: 0.3 N(a, A) + 0.7 N(b, B) (exact mode weights)."""
 
     a: jax.Array
@@ -99,7 +109,7 @@ def test_mode_weights_bimodal_exact(key):
         jnp.ones((1, 2), bool),
         jnp.ones(1, bool),
     )
-    x, logw, assign = infer.importance_sample(post, None, modes, key[None], 4000)
+    x, logw, assign, _ = infer.importance_sample(post, None, modes, key[None], 4000)
     slw, k, ess = infer.psis(logw)
     w = np.exp(slw[0])
     mass_b = float(np.sum(w * (np.asarray(assign)[0] == 1)))
@@ -168,7 +178,7 @@ def test_mixture_log_q_matches_scipy_loop():
     np.testing.assert_array_equal(np.asarray(assign), np.argmax(la + comp, axis=1))
 
 
-class _Banana(eqx.Module):
+class _Banana(_Toy):
     """Toy 5-d curved target: z₁ | z₀ ~ N(0.8 z₀² − 1, 0.3²), z₀, z₂, z₃ ~ N(0, 1), |z₄| ~
     N(3, 1); the exact means are (0, −0.2, 0, 0, ·)."""
 
@@ -195,29 +205,22 @@ def test_kernel_proposal_fits_a_curved_target(key):
         jnp.ones(1, bool),
     )
     ks = jax.random.split(key, 5)
-    x, lw, assign = infer.importance_sample(post, None, modes, ks[0][None], 1024)
+    x, lw, assign, _ = infer.importance_sample(post, None, modes, ks[0][None], 1024)
     slw, _, _ = infer.psis(lw)
     for r in range(2):
         modes = infer.refit_proposal(modes, x, slw, assign)
-        x, lw, assign = infer.importance_sample(post, None, modes, ks[1 + r][None], 4096, 7, 0.1)
+        x, lw, assign, _ = infer.importance_sample(post, None, modes, ks[1 + r][None], 4096, 7, 0.1)
         slw, _, _ = infer.psis(lw)
     for r in range(2):
         prop, slot, modes = infer.kernel_proposal(modes, x, slw, assign, n_kernels=128)
         assert prop.z.shape == (1, 129, 5) and np.all(slot == 0)
         assert np.exp(prop.log_weight).sum() == pytest.approx(1.0, rel=1e-5)
-        x, lw, assign = infer.importance_sample(post, None, prop, ks[3 + r][None], 16384, 7, 0.0)
+        x, lw, assign, _ = infer.importance_sample(post, None, prop, ks[3 + r][None], 16384, 7, 0.0)
         assign = np.take_along_axis(slot, np.asarray(assign), 1)
         slw, k_kern, ess = infer.psis(lw)
     assert k_kern[0] < 0.7 and ess[0] > 2000
     mean = np.sum(np.exp(slw[0])[:, None] * np.asarray(x[0]), axis=0)
     np.testing.assert_allclose(mean[:4], [0.0, -0.2, 0.0, 0.0], atol=0.05)
-
-
-class _BananaPhys(_Banana):
-    """The banana with a physical transform (z and z₀ again), as the drivers need."""
-
-    def physical(self, z):
-        return jnp.concatenate([z, z[:1]])
 
 
 def test_psis_on_unmixed_mcmc_draws_corrects_them(key):
@@ -249,7 +252,7 @@ def test_psis_on_unmixed_mcmc_draws_corrects_them(key):
     cfg = InferConfig(n_importance_mcmc=16384)
     w_draw = np.full((1, c * d), 1.0 / (c * d))
     ok, phys, w, khat, ess, slot = _psis_on_mcmc(
-        _BananaPhys(), None, modes, keys, cfg, np.arange(1), zs, w_draw, np.zeros((1, c), int), 40
+        _Banana(), None, modes, keys, cfg, np.arange(1), zs, w_draw, np.zeros((1, c), int), 40
     )
     assert ok[0] and khat[0] < 0.7 and ess[0] > 1000 and np.all(slot == 0)
     mean = np.sum(w[0][:, None] * phys[0], axis=0)

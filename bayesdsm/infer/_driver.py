@@ -282,17 +282,17 @@ def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
     import jax
     import jax.numpy as jnp
 
-    from bayesdsm.infer._sample import importance_sample, physical_draws, psis
+    from bayesdsm.infer._sample import importance_sample, psis
 
     n = len(idx)
     pad = np.concatenate([np.arange(n), np.zeros(_pad(n) - n, int)])
     sel = idx[pad]
     ks = jax.vmap(lambda k: jax.random.fold_in(k, salt))(jnp.asarray(keys[sel]))
-    x, lw, assign = importance_sample(
+    x, lw, assign, phys = importance_sample(
         post, _subset(stars, sel), _subset(prop, pad), ks, n_draws, 7.0, mix
     )
     slw, khat, ess = psis(np.asarray(lw)[:n])
-    phys = np.asarray(physical_draws(post, x))[:n]  # the posterior's dtype (sorts faster)
+    phys = np.asarray(phys)[:n]  # the posterior's dtype (sorts faster)
     assign = np.asarray(assign)[:n]
     if comp_slot is not None:
         assign = np.take_along_axis(comp_slot, assign, 1)

@@ -118,7 +118,11 @@ class Posterior(eqx.Module):
 
     def physical(self, z):
         """(6,) physical parameters (teff, logg, feh, mu, dist_pc, ebv) from z (5,)."""
-        th, mu, ebv, _ = self._parts(z)
+        return self._physical(self._parts(z))
+
+    @staticmethod
+    def _physical(parts):
+        th, mu, ebv, _ = parts
         return jnp.concatenate([th, jnp.stack([mu, 10.0 ** (mu / 5.0 + 1.0), ebv])])
 
     def predicted(self, z):
@@ -128,7 +132,10 @@ class Posterior(eqx.Module):
     def residuals(self, z, star: StarArrays):
         """Whitened residuals (B + 2,): bands, parallax, Gaussian reddening prior (0 where
         masked), so that ln p = −½ |r|² + :meth:`log_prior_rest`."""
-        _, mu, ebv, pred = self._parts(z)
+        return self._residuals(self._parts(z), star)
+
+    def _residuals(self, parts, star):
+        _, mu, ebv, pred = parts
         resid = jnp.where(star.mask, (star.mag - pred) / jnp.sqrt(star.var), 0.0)
         plx_model = 10.0 ** ((10.0 - mu) / 5.0)
         r_plx = jnp.where(star.plx_mask, (star.plx - plx_model) / star.plx_err, 0.0)
@@ -137,7 +144,10 @@ class Posterior(eqx.Module):
 
     def log_prior_rest(self, z, star: StarArrays):
         """The non-Gaussian prior terms: θ prior, distance prior, flat-E wall, Jacobian."""
-        th, mu, ebv, _ = self._parts(z)
+        return self._prior_rest(self._parts(z), star)
+
+    def _prior_rest(self, parts, star):
+        th, mu, ebv, _ = parts
         if self.theta_prior is None:
             lp = log_flat_theta_prior(th, self.theta_lo, self.theta_hi)
         else:
@@ -168,8 +178,14 @@ class Posterior(eqx.Module):
 
     def __call__(self, z, star: StarArrays):
         """ln p(z | star) up to a star-dependent constant."""
-        r = self.residuals(z, star)
-        return -0.5 * jnp.sum(r**2) + self.log_prior_rest(z, star)
+        return self.log_prob_and_physical(z, star)[0]
+
+    def log_prob_and_physical(self, z, star: StarArrays):
+        """(ln p(z | star), :meth:`physical` (6,)) from one emulator evaluation."""
+        parts = self._parts(z)
+        r = self._residuals(parts, star)
+        lp = -0.5 * jnp.sum(r**2) + self._prior_rest(parts, star)
+        return lp, self._physical(parts)
 
     def chi2(self, z, star: StarArrays):
         """(χ², n_obs): photometric χ² over observed bands (parallax included) at z."""

@@ -91,9 +91,9 @@ def _is_one(post, star, z, inv_scale, scale, log_w, key, n, nu, mix):
     x = x.at[:, 4].set(jnp.abs(x[:, 4]))  # fold onto e ≥ 0 (the target is e-symmetric)
     # folded proposal density q(x) + q(mirror x); draws are assigned by the unmixed weights
     log_q, assign = _mixture_log_q(x, z, inv_scale, jnp.where(valid, log_prop, -jnp.inf), log_w, nu)
-    logp = jax.vmap(lambda zz: post(zz, star))(x)
+    logp, phys = jax.vmap(lambda zz: post.log_prob_and_physical(zz, star))(x)
     lw = jnp.where(jnp.isfinite(logp) & jnp.isfinite(log_q), logp - log_q, -jnp.inf)
-    return x, lw, assign
+    return x, lw, assign, phys
 
 
 @partial(jax.jit, static_argnums=(4, 5))
@@ -106,7 +106,9 @@ def importance_sample(
     nu: float = 7.0,
     mix: float = 0.3,
 ):
-    """Draws z (N, n, 5), log weights (N, n) and mode assignments (N, n) per star.
+    """Draws z (N, n, 5), log weights (N, n), mode assignments (N, n) and physical
+    parameters (N, n, 6) per star (``post.log_prob_and_physical``: one emulator
+    evaluation per draw gives both ln p and the physical values).
 
     Draws are folded onto e ≥ 0 and weighted with the folded proposal density. The
     proposal is a mixture over the valid modes of multivariate t_ν(z_k, Σ_k), weights
