@@ -340,6 +340,23 @@ def test_set_draws_ignores_nonfinite_draws():
     assert np.isfinite(res.draws[0]).all()
 
 
+def test_set_draws_distance_quantiles_from_mu():
+    """dist_pc's quantiles (taken from μ's, as the distance is monotonic in μ) equal the
+    weighted quantiles of the distance draws themselves."""
+    from bayesdsm.infer._driver import _Result, _weighted_quantiles
+
+    rng = np.random.default_rng(5)
+    vals = rng.normal(size=(3, 500, 6))
+    vals[..., 3] = 10 + rng.normal(size=(3, 500))
+    vals[..., 4] = 10.0 ** (vals[..., 3] / 5 + 1)
+    w = rng.dirichlet(np.ones(500), size=3)
+    res = _Result(3, keep_draws=0, seed=0)
+    res.set_draws(np.arange(3), vals, w, "psis")
+    ref = _weighted_quantiles(vals[..., 4:5], w, (0.16, 0.5, 0.84))[:, 0]
+    got = np.stack([res.cols[f"dist_pc_{t}"] for t in ("p16", "p50", "p84")], 1)
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
 def test_mode_groups_join_shallow_dips_only():
     """Two maxima with a deep density dip between them stay two groups; two maxima of a
     flat-topped mixture (dip < 1 nat) are one group, represented by the better one."""
