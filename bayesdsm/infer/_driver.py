@@ -444,7 +444,8 @@ class _Result:
         )
         q = np.empty((len(rows), len(PARAMS), 3))
         q[:, own] = qo
-        q[:, PARAMS.index("dist_pc")] = 10.0 ** (qo[:, PARAMS.index("mu")] / 5.0 + 1.0)
+        mu_q = qo[:, own.index(PARAMS.index("mu"))]
+        q[:, PARAMS.index("dist_pc")] = 10.0 ** (mu_q / 5.0 + 1.0)
         q[total <= 0] = np.nan
         for j, p in enumerate(PARAMS):
             for k, tag in enumerate(("p16", "p50", "p84")):
