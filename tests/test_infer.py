@@ -189,21 +189,28 @@ class _Banana(_Toy):
         )  # fmt: skip
 
 
+def _banana_mode():
+    """One star's Laplace-like mode for the banana: at (0, −1, 0, 0, 3), widths (1, 0.3,
+    1, 1, 1)."""
+    sd = jnp.asarray([1.0, 0.3, 1, 1, 1])
+    return infer.LaplaceModes(
+        jnp.asarray([[[0.0, -1.0, 0, 0, 3.0]]]),
+        jnp.zeros((1, 1)),
+        jnp.diag(sd)[None, None],
+        jnp.diag(1.0 / sd)[None, None],
+        jnp.zeros((1, 1)),
+        jnp.ones((1, 1), bool),
+        jnp.ones(1, bool),
+    )
+
+
 def test_kernel_proposal_fits_a_curved_target(key):
     """The engine's rounds on a banana: after the Laplace round and two moment-matched
     refits (whose k̂ is 0.64–1.15 over seeds), two rounds of the defensive kernel
     mixture bring k̂ below 0.7 (0.32–0.51 over seeds) with the right moments, and every
     kernel maps back to the one mode slot."""
     post = _Banana()
-    modes = infer.LaplaceModes(
-        jnp.asarray([[[0.0, -1.0, 0, 0, 3.0]]]),
-        jnp.zeros((1, 1)),
-        jnp.eye(5)[None, None] * jnp.asarray([1.0, 0.3, 1, 1, 1])[None, None, None],
-        jnp.eye(5)[None, None] / jnp.asarray([1.0, 0.3, 1, 1, 1])[None, None, None],
-        jnp.zeros((1, 1)),
-        jnp.ones((1, 1), bool),
-        jnp.ones(1, bool),
-    )
+    modes = _banana_mode()
     ks = jax.random.split(key, 5)
     x, lw, assign, _ = infer.importance_sample(post, None, modes, ks[0][None], 1024)
     slw, _, _ = infer.psis(lw)
@@ -239,15 +246,7 @@ def test_psis_on_unmixed_mcmc_draws_corrects_them(key):
         axis=-1,
     )[None]  # fmt: skip
     assert zs[0, ..., 0].mean() > 0.3  # the draws alone are biased
-    modes = infer.LaplaceModes(
-        jnp.asarray([[[0.0, -1.0, 0, 0, 3.0]]]),
-        jnp.zeros((1, 1)),
-        jnp.eye(5)[None, None] * jnp.asarray([1.0, 0.3, 1, 1, 1])[None, None, None],
-        jnp.eye(5)[None, None] / jnp.asarray([1.0, 0.3, 1, 1, 1])[None, None, None],
-        jnp.zeros((1, 1)),
-        jnp.ones((1, 1), bool),
-        jnp.ones(1, bool),
-    )
+    modes = _banana_mode()
     keys = np.asarray(jax.random.split(key, 1))
     cfg = InferConfig(n_importance_mcmc=16384)
     w_draw = np.full((1, c * d), 1.0 / (c * d))
