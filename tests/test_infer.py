@@ -265,6 +265,7 @@ def test_laplace_at_a_wall_of_the_flat_prior_leaves_the_wall_out(setup):
     """A star whose data pull [Fe/H] beyond the flat prior's box (truth +0.2, box edge
     −0.5): its mode presses on the wall, and the Laplace covariance is the inverse of
     −∇² ln p without the walls' term (autodiff reference), not the wall's narrow width."""
+    from bayesdsm.infer._driver import _cast
     from bayesdsm.infer._laplace import find_modes
     from bayesdsm.priors import log_flat_theta_prior
 
@@ -275,20 +276,16 @@ def test_laplace_at_a_wall_of_the_flat_prior_leaves_the_wall_out(setup):
     stars = infer.simulate_stars(
         post, [[5000.0, 3.0, 0.2]], [9.0], [0.1], np.random.default_rng(1), mag_err=0.01
     )
-    modes = find_modes(post, _cast_stars(stars), 6, 25, 1.0)
+    modes = find_modes(post, _cast(stars, post.dtype), 6, 25, 1.0)
     best = int(np.argmax(np.where(modes.valid[0], modes.logp[0], -np.inf)))
     z = modes.z[0, best]
     assert float(post.theta(z)[2]) > -0.5  # beyond the box: on the wall
-    star = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], _cast_stars(stars))
+    star = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], _cast(stars, post.dtype))
     h = jax.hessian(lambda q: -post(q, star) + log_flat_theta_prior(post.theta(q), lo, hi))(z)
     cov = np.asarray(modes.scale[0, best] @ modes.scale[0, best].T, np.float64)
     np.testing.assert_allclose(cov, np.linalg.inv(np.asarray(h, np.float64)), rtol=0.05, atol=1e-4)
     # ... which is much wider in [Fe/H] than the wall (s.d. 0.1 dex)
     assert np.sqrt(cov[2, 2]) * float(emu.normalizer.std[2]) > 0.2
-
-
-def _cast_stars(stars):
-    return infer.StarArrays(*(jnp.asarray(a) for a in stars))
 
 
 def test_draw_density_theta_matches_the_prior():

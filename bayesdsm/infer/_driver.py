@@ -204,6 +204,11 @@ def _weighted_quantiles(values, weights, qs):
     return out
 
 
+def _rows(modes, idx):
+    """The rows ``idx`` of a NumPy :class:`LaplaceModes`-like tuple (None fields kept)."""
+    return type(modes)(*(None if a is None else np.asarray(a)[idx] for a in modes))
+
+
 def _subset(tree, sel):
     import jax
     import jax.numpy as jnp
@@ -327,7 +332,7 @@ def _psis_on_mcmc(post, stars, prop, keys, config, idx, zs, w_draw, chain_mode, 
     x[..., 4] = np.abs(x[..., 4])  # the draws of the folded target
     assign = np.repeat(chain_mode, d, axis=1)
     lw = np.log(np.maximum(w_draw, 1e-300))
-    sub = type(prop)(*(None if a is None else np.asarray(a)[idx] for a in prop))
+    sub = _rows(prop, idx)
     draw_from, comp_slot, _ = kernel_proposal(
         sub, x, lw, assign, n_kernels=config.n_kernels, inflate=config.refit_inflate
     )
@@ -369,7 +374,7 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
     for r, (n_draws, kind) in enumerate(rounds):
         if len(idx) == 0:
             break
-        sub = type(prop)(*(None if a is None else a[idx] for a in prop))
+        sub = _rows(prop, idx)
         comp_slot = None
         if kind == "refit":
             sub = refit_proposal(sub, *prev, inflate=config.refit_inflate)
