@@ -250,6 +250,10 @@ def run_infer(args) -> int:
 
         return batch.run_cli(args.model, args.catalog, args.out, args, config=cfg, seed=args.seed,
                              preset=args.preset)  # fmt: skip
+    if not args.no_compile_cache:  # a later run loads the compiled tiers (~1 min) from disk
+        from bayesdsm.batch import configure_compile_cache
+
+        configure_compile_cache(args.compile_cache)
     table = run_inference(load_model(args.model), read_catalog(args.catalog, preset=args.preset),
                           args.out, cfg, idata_dir=args.idata, log=_info)  # fmt: skip
     _info(f"wrote {args.out}")

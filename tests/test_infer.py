@@ -483,6 +483,29 @@ def test_batched_engine_convergence_rule(setup):
     assert np.median(np.abs(res["teff_p50"] - theta[:, 0])) < 400
 
 
+def test_warm_up_compiles_the_rare_tiers(setup):
+    """After ``warm_up``, a batch whose stars fall through every tier to NUTS compiles no
+    sampler program: the longer HMC, NUTS and their PSIS rounds were compiled ahead."""
+    from bayesdsm.infer import _sample
+
+    emu, _ = setup
+    tiny = dict(FAST, n_warmup=30, n_samples=40, nuts_warmup=30, nuts_samples=40)
+    tiny.update(nuts_max_tree_depth=3, long_warmup=20, long_samples=30, long_leapfrog=4)
+    cfg = InferConfig(theta_prior="flat", n_importance_mcmc=128, **tiny)
+    post = infer.build_posterior(emu, cfg)
+    cat, _, _ = _catalog(post, 6, np.random.default_rng(17))
+    stars, _ = infer.star_arrays(cat, cfg)
+    infer.warm_up(post, stars.take(np.arange(3)), cfg, sizes=(8,))
+    jitted = (_sample.whitened_hmc, _sample.whitened_nuts, _sample.importance_sample)
+    before = [f._cache_size() for f in jitted]
+    # other stars, an unreachable bar and no mode weighty enough to stop early: every star
+    # runs every tier (5 stars: the same bucket of 8)
+    strict = replace(cfg, ess_min=1e6, min_mode_weight=2.0)
+    res = infer.infer_arrays(post, stars.take(np.arange(1, 6)), np.arange(1, 6), strict)
+    assert set(res["method"]) == {"nuts"}
+    assert [f._cache_size() for f in jitted] == before
+
+
 @pytest.mark.slow
 def test_nuts_one_star_numpyro(setup):
     emu, dens = setup

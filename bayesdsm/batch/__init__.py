@@ -26,6 +26,7 @@ machines.
 
 from __future__ import annotations
 
+from bayesdsm.batch._cache import configure_compile_cache
 from bayesdsm.batch._cli import add_scheduler_arguments, run_cli
 from bayesdsm.batch._driver import (
     DEFAULT_ENGINE,
@@ -55,5 +56,6 @@ __all__ = [
     "engine_config",
     "add_scheduler_arguments",
     "run_cli",
+    "configure_compile_cache",
     "DEFAULT_ENGINE",
 ]

@@ -29,14 +29,14 @@ def add_scheduler_arguments(parser) -> None:
     cache.add_argument(
         "--compile-cache",
         metavar="DIR",
-        help="persistent XLA compilation cache of the workers (default: "
-        "$BAYESDSM_COMPILE_CACHE, else JAX's configured one, else ~/.cache/bayesdsm/jax on "
-        "each worker); new worker processes load the compiled engine from it",
+        help="persistent XLA compilation cache (default: $BAYESDSM_COMPILE_CACHE, else "
+        "JAX's configured one, else ~/.cache/bayesdsm/jax on each worker); later runs and "
+        "new worker processes load the compiled engine from it instead of compiling it",
     )
     cache.add_argument(
         "--no-compile-cache",
         action="store_true",
-        help="workers compile the engine themselves (no persistent cache)",
+        help="compile the engine in every run (no persistent cache)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar or dashboard link"

@@ -10,7 +10,14 @@ The same code runs on GPU (JAX picks the device; set ``JAX_PLATFORMS=cuda``), wh
 """
 
 from bayesdsm.infer._config import InferConfig
-from bayesdsm.infer._driver import FLAGS, build_posterior, infer_arrays, star_arrays, star_keys
+from bayesdsm.infer._driver import (
+    FLAGS,
+    build_posterior,
+    infer_arrays,
+    star_arrays,
+    star_keys,
+    warm_up,
+)
 from bayesdsm.infer._laplace import STARTS, LaplaceModes, find_modes
 from bayesdsm.infer._model import PARAMS, Posterior, StarArrays, star_model
 from bayesdsm.infer._run import infer_catalog, nuts_one_star, run_inference
@@ -51,6 +58,7 @@ __all__ = [
     "whitened_nuts",
     "mcmc_diagnostics",
     "infer_arrays",
+    "warm_up",
     "infer_catalog",
     "run_inference",
     "nuts_one_star",

@@ -29,7 +29,7 @@ import numpy as np
 from bayesdsm.infer._config import InferConfig
 from bayesdsm.infer._model import PARAMS, Posterior, StarArrays
 
-__all__ = ["build_posterior", "star_arrays", "star_keys", "infer_arrays", "FLAGS"]
+__all__ = ["build_posterior", "star_arrays", "star_keys", "infer_arrays", "warm_up", "FLAGS"]
 
 #: Flag names (a comma-separated string per star in the table).
 FLAGS = (
@@ -591,3 +591,22 @@ def infer_arrays(
     # ``multimodal`` (modes found and weighted) or ``not_converged``.
     cols["converged"] = res.met
     return (cols, res.draws) if keep_draws else cols
+
+
+def warm_up(post: Posterior, stars: StarArrays, config: InferConfig, sizes=(8, 32)):
+    """Compile every tier's programs for later-tier subsets of each of ``sizes`` stars
+    (buckets 8 × 4^k), by running all tiers on the first stars of ``stars`` with a bar no
+    star can meet (k̂ ≤ −∞, ESS ≥ ∞, no mode weighty enough to stop at ``multimodal``).
+
+    The rare tiers (longer HMC, NUTS, PSIS on their chains) otherwise compile inside
+    the first batch that needs them: about 30 s on two cores, once per process (or once
+    per machine with the persistent compilation cache, :mod:`bayesdsm.batch`). Nothing is
+    returned: only JAX's caches change.
+    """
+    import dataclasses
+
+    n = len(np.asarray(stars.mag))
+    force = dataclasses.replace(config, pareto_k_max=-np.inf, ess_min=np.inf, min_mode_weight=2.0)
+    for size in sizes:
+        rows = np.arange(size) % n
+        infer_arrays(post, StarArrays(*(np.asarray(a)[rows] for a in stars)), rows, force)
