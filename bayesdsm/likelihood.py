@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform, whiten
+from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform, small_matmul, whiten
 from bayesdsm.emulator import Emulator, reddening
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "chi2_whitened",
     "model_jacobians",
     "rebuild_star",
+    "distance_offset_terms",
 ]
 
 LN10_5 = 5.0 / np.log(10.0)
@@ -380,3 +381,51 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     r = residual(M + a, star)
     chi = jnp.sum(cov.dinv * r**2) - jnp.sum((W.T @ r) ** 2)
     return e, e_err, W, chi, R
+
+
+def distance_offset_terms(emu: Emulator, star: StarData, W, *, latent: bool = False):
+    """Gauss-Newton terms of one star's frozen χ² along the two distance directions.
+
+    The directions act on the observed bands' model magnitudes: d_s = 𝟙 (a common offset
+    s of every M, i.e. of the distance) and d_δ = E 𝟙 (a common offset δ of the
+    reddening vector, A → A + E δ, i.e. a distance error ∝ E). Only the parallax (the 𝟙
+    direction of the covariance) constrains them. With C⁻¹ = diag(mask/σ²) - W Wᵀ (the
+    frozen covariance, as in :func:`chi2_whitened`), r the residual at ``star.theta`` and
+    E = ``star.ebv``, D = (d_s, d_δ):
+
+        b = Dᵀ C⁻¹ r (2,),   H = Dᵀ C⁻¹ D (2, 2),
+
+    so the step Δp = (Σ H)⁻¹ Σ b over stars minimises Σ (r - D Δp)ᵀ C⁻¹ (r - D Δp).
+
+    Args:
+        latent: ``star.theta`` is the star's latent-θ MAP under the prior N(θ̂, L Lᵀ)
+            with ``star.theta_chol`` = L, in whitened offsets z (method
+            ``latent_theta``: objective χ²(θ) + zᵀz, W without the J C_θ Jᵀ term). The
+            objective is then profiled over z: with G = ∂m/∂z = J L and
+            K = Gᵀ C⁻¹ G + I, H = Dᵀ C⁻¹ D - Dᵀ C⁻¹ G K⁻¹ Gᵀ C⁻¹ D, and the step moves
+            z by T Δp with T = -K⁻¹ Gᵀ C⁻¹ D. b assumes z at its MAP (Gᵀ C⁻¹ r = z,
+            so the profile's gradient is b). Without ``latent`` θ is fixed (the paper's
+            method, whose W already holds J C_θ Jᵀ) and T = 0.
+
+    Returns:
+        (b (2,), H (2, 2), T (3, 2)).
+    """
+    m, _ = model_magnitudes(emu, star.theta, star.ebv)
+    r = residual(m, star)
+    dinv = star.mask / star.mag_err**2
+
+    def cinv(v):
+        return dinv * v - W @ (W.T @ v)
+
+    D = jnp.stack([star.mask, star.ebv * star.mask], axis=1)
+    CiD = jax.vmap(cinv, 1, 1)(D)
+    b = CiD.T @ r
+    H = D.T @ CiD
+    T = jnp.zeros((3, 2), D.dtype)
+    if latent:
+        J = jax.jacfwd(lambda t: model_magnitudes(emu, t, star.ebv)[0])(star.theta)
+        G = small_matmul(J, star.theta_chol) * star.mask[:, None]
+        K = G.T @ jax.vmap(cinv, 1, 1)(G) + jnp.eye(3, dtype=D.dtype)
+        T = -jnp.linalg.solve(K, G.T @ CiD)
+        H = H + (G.T @ CiD).T @ T
+    return b, H, T

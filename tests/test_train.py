@@ -34,9 +34,11 @@ from bayesdsm.errors import ConfigError, TrainingError
 from bayesdsm.train import (
     TrainConfig,
     chi2_threshold,
+    distance_offset_step,
     learning_rate,
     load_checkpoint,
     reddening_rescaling,
+    shift_distance,
     split_indices,
     train,
 )
@@ -222,7 +224,10 @@ def test_extinction_layer_has_its_own_learning_rate(cat, run):
     """extinction_learning_rate = 0 freezes R's kernel, bias and curvature at their
     initial values (W = 0, b = log R₀, c = 0) while the stellar network still trains;
     learning_rate = 0 freezes the stellar network alone."""
-    cfg = dataclasses.replace(TINY, reddening_scale=False, extinction_learning_rate=0.0)
+    # (the two steps that move R outside the optimiser are off)
+    cfg = dataclasses.replace(
+        TINY, reddening_scale=False, distance_step=False, extinction_learning_rate=0.0
+    )
     frozen_r = emulator_arrays(train(cat, cfg).emulator)
     start = emulator_arrays(init_emulator(jax.random.PRNGKey(0)))  # R's start: no key
     trained = emulator_arrays(run.emulator)
@@ -448,6 +453,66 @@ def test_reddening_scale_resumes_bit_for_bit(cat, tmp_path):
     for name in a:
         np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
     np.testing.assert_array_equal(full.ebv, ref.ebv)
+
+
+@pytest.mark.parametrize("curvature", [0.0, -0.3])
+def test_shift_distance_moves_every_band_by_s_plus_E_delta(curvature):
+    """At the reference θ the shifted emulator's magnitudes differ by s + E δ in every
+    band and at every E (also with a fitted curvature), and R there by δ."""
+    with jax.enable_x64(True):
+        emu = init_emulator(jax.random.PRNGKey(5), dtype=jnp.float64)
+        arrays = dict(emulator_arrays(emu))
+        arrays["R_kernel"] = 0.2 * jnp.ones_like(arrays["R_kernel"])
+        arrays["R_curvature"] = jnp.full_like(arrays["R_bias"], curvature)
+        emu = emulator_from_arrays(emu.config, arrays, jnp.float64)
+        theta = jnp.asarray([5200.0, 3.1, -0.3])
+        R = np.asarray(emu(theta)[1])
+        s, d = 0.07, -0.05
+        moved = emulator_from_arrays(
+            emu.config, {**arrays, **shift_distance(arrays, s, d, R)}, jnp.float64
+        )
+        np.testing.assert_allclose(np.asarray(moved(theta)[1]), R + d, rtol=1e-12)
+        for e in (0.0, 0.3, 1.5):
+            diff = predict_magnitudes(moved, theta, e) - predict_magnitudes(emu, theta, e)
+            np.testing.assert_allclose(np.asarray(diff), s + e * d, rtol=0, atol=1e-12)
+
+
+def test_distance_offset_step_recovers_an_injected_offset(key):
+    """Photometry of an emulator's stars with every band moved by s₀ + δ₀ E (a distance
+    error ∝ E and a common one), parallaxes at the true distance: the step at the
+    emulator is (s₀, δ₀) within its errors; without the offset it is (0, 0)."""
+    from _reference import random_emulator, random_stars
+
+    from bayesdsm.likelihood import distance_offset_terms, frozen_whitening, model_magnitudes
+
+    with jax.enable_x64(True):
+        emu = random_emulator(key, jnp.float64)
+        rng = np.random.default_rng(11)
+        st = jax.tree_util.tree_map(jnp.asarray, random_stars(rng, 3000, p_parallax=0.8))
+        m = jax.vmap(lambda s: model_magnitudes(emu, s.theta, s.ebv)[0])(st)
+        noise = rng.normal(size=m.shape) * np.asarray(st.mag_err)
+        terms = jax.jit(jax.vmap(lambda s: distance_offset_terms(emu, s, frozen_whitening(emu, s))))
+        s0, d0 = 0.04, 0.12
+        for shift in ((s0, d0), (0.0, 0.0)):
+            mag = (m + st.mu[:, None] + shift[0] + shift[1] * st.ebv[:, None] + noise) * st.mask
+            b, H, _ = terms(st._replace(mag=mag))
+            est = np.array(distance_offset_step(b, H))
+            err = np.sqrt(np.diag(np.linalg.inv(np.asarray(H).sum(0))))
+            assert np.all(np.abs(est - np.array(shift)) < 5 * err), (est, err)
+            assert np.all(err < 0.02)
+        assert distance_offset_step(np.zeros((3, 2)), np.zeros((3, 2, 2))) == (0.0, 0.0)
+
+
+def test_distance_step_in_training(cat, run):
+    """The step runs from iteration 1 on (iteration 0's inverted parallaxes and R-free
+    covariances are not the objective it should solve), is recorded, and is off in the
+    paper's procedure."""
+    hist = train(cat, dataclasses.replace(TINY, distance_step=True)).history
+    assert hist[0]["distance_step"] == [0.0, 0.0]
+    assert np.all(np.isfinite(hist[1]["distance_step"])) and hist[1]["distance_step"] != [0.0, 0.0]
+    off = train(cat, dataclasses.replace(TINY, distance_step=False))
+    assert [h["distance_step"] for h in off.history] == [[0.0, 0.0]] * 2
+    assert not TrainConfig.paper().distance_step
 
 
 def test_resume_refuses_other_config(cat, tmp_path):
