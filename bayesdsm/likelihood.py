@@ -383,7 +383,7 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     return e, e_err, W, chi, R
 
 
-def distance_offset_terms(emu: Emulator, star: StarData, W, *, latent: bool = False):
+def distance_offset_terms(emu: Emulator, star: StarData, W, z=None):
     """Gauss-Newton terms of one star's frozen χ² along the two distance directions.
 
     The directions act on the observed bands' model magnitudes: d_s = 𝟙 (a common offset
@@ -398,14 +398,20 @@ def distance_offset_terms(emu: Emulator, star: StarData, W, *, latent: bool = Fa
     so the step Δp = (Σ H)⁻¹ Σ b over stars minimises Σ (r - D Δp)ᵀ C⁻¹ (r - D Δp).
 
     Args:
-        latent: ``star.theta`` is the star's latent-θ MAP under the prior N(θ̂, L Lᵀ)
-            with ``star.theta_chol`` = L, in whitened offsets z (method
-            ``latent_theta``: objective χ²(θ) + zᵀz, W without the J C_θ Jᵀ term). The
-            objective is then profiled over z: with G = ∂m/∂z = J L and
-            K = Gᵀ C⁻¹ G + I, H = Dᵀ C⁻¹ D - Dᵀ C⁻¹ G K⁻¹ Gᵀ C⁻¹ D, and the step moves
-            z by T Δp with T = -K⁻¹ Gᵀ C⁻¹ D. b assumes z at its MAP (Gᵀ C⁻¹ r = z,
-            so the profile's gradient is b). Without ``latent`` θ is fixed (the paper's
-            method, whose W already holds J C_θ Jᵀ) and T = 0.
+        z: (3,) the star's whitened latent offset (method ``latent_theta``), with
+            ``star.theta`` = θ̂ + L z the latent θ and ``star.theta_chol`` = L its prior's
+            Cholesky factor (objective χ²(θ) + zᵀz, W without the J C_θ Jᵀ term). The
+            terms are then those of the joint Gauss-Newton step in (Δp, Δz), with z
+            eliminated (Schur complement): with G = ∂m/∂z = J L, K = Gᵀ C⁻¹ G + I and
+            T = -K⁻¹ Gᵀ C⁻¹ D,
+
+                H = Dᵀ C⁻¹ D + (Gᵀ C⁻¹ D)ᵀ T,   b = Dᵀ C⁻¹ r + Tᵀ (Gᵀ C⁻¹ r - z),
+
+            and z's part of that step is K⁻¹ (Gᵀ C⁻¹ r - z) + T Δp. At z's optimum
+            (Gᵀ C⁻¹ r = z) b is the profile's gradient and H its Gauss-Newton curvature:
+            θ absorbs part of any distance error, so H is smaller than at fixed θ. If
+            ``z`` is None, θ is fixed (the paper's method, whose W already holds
+            J C_θ Jᵀ) and T = 0.
 
     Returns:
         (b (2,), H (2, 2), T (3, 2)).
@@ -422,10 +428,12 @@ def distance_offset_terms(emu: Emulator, star: StarData, W, *, latent: bool = Fa
     b = CiD.T @ r
     H = D.T @ CiD
     T = jnp.zeros((3, 2), D.dtype)
-    if latent:
+    if z is not None:
         J = jax.jacfwd(lambda t: model_magnitudes(emu, t, star.ebv)[0])(star.theta)
         G = small_matmul(J, star.theta_chol) * star.mask[:, None]
-        K = G.T @ jax.vmap(cinv, 1, 1)(G) + jnp.eye(3, dtype=D.dtype)
+        CiG = jax.vmap(cinv, 1, 1)(G)
+        K = G.T @ CiG + jnp.eye(3, dtype=D.dtype)
         T = -jnp.linalg.solve(K, G.T @ CiD)
         H = H + (G.T @ CiD).T @ T
+        b = b + T.T @ (CiG.T @ r - z)
     return b, H, T

@@ -205,7 +205,11 @@ class TrainConfig:
             offset (+0.06 in every band on the 195k MIST survey, where the profiled
             step at the end still asks for δ = -0.05; BENCHMARKS.md). The step is exact
             in those directions for linear extinction; with a fitted curvature c R² is
-            held fixed so that A still moves by E δ.
+            held fixed so that A still moves by E δ. With ``latent_theta`` it is the
+            joint Gauss-Newton step with the latent θ eliminated; the latent offsets
+            move by T Δp, their own part is left to the optimiser.
+        distance_step_max: the largest |s| and |δ| of one ``distance_step`` (mag; the
+            step is scaled down to it).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -243,6 +247,7 @@ class TrainConfig:
     extinction_curvature: bool = True
     reddening_scale: bool = True
     distance_step: bool = False
+    distance_step_max: float = 0.05
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -606,10 +611,14 @@ def _parallax_chunk(emu, stars, plx, plx_err):
     return jax.vmap(linearized_parallax, in_axes=(None, 0, 0, 0))(emu, stars, plx, plx_err)
 
 
-@partial(jax.jit, static_argnames=("latent",))
-def _offset_chunk(emu, stars, W, *, latent):
-    f = partial(distance_offset_terms, latent=latent)
-    return jax.vmap(f, in_axes=(None, 0, 0))(emu, stars, W)
+@jax.jit
+def _offset_chunk(emu, stars, W, z):
+    return jax.vmap(distance_offset_terms, in_axes=(None, 0, 0, 0))(emu, stars, W, z)
+
+
+@jax.jit
+def _offset_chunk_fixed(emu, stars, W):
+    return jax.vmap(distance_offset_terms, in_axes=(None, 0, 0))(emu, stars, W)
 
 
 @jax.jit
@@ -1275,18 +1284,26 @@ def _distance_step(fitter, svi_state, emu, stars_train, W_train, active, config)
         zt = z[active]
         theta = st.theta + np.einsum("nij,nj->ni", st.theta_chol, zt)
         st = st._replace(theta=theta.astype(dtype))
-    b, H, T = _chunked(
-        lambda s_, w: _offset_chunk(emu, s_, w, latent=latent), active.size, config.chunk_size,
-        st, W_train[active],
-    )  # fmt: skip
+    if latent:
+        b, H, T = _chunked(
+            lambda s_, w, z_: _offset_chunk(emu, s_, w, z_), active.size, config.chunk_size,
+            st, W_train[active], zt.astype(dtype),
+        )  # fmt: skip
+    else:
+        b, H, T = _chunked(
+            lambda s_, w: _offset_chunk_fixed(emu, s_, w), active.size, config.chunk_size,
+            st, W_train[active],
+        )  # fmt: skip
     s_off, d_off = distance_offset_step(b, H)
+    # a trust region: the step is exact only to first order in the network's response
+    big = max(abs(s_off), abs(d_off)) / config.distance_step_max
+    if big > 1.0:
+        s_off, d_off = s_off / big, d_off / big
     theta_mean = np.mean(stars_train.theta[active], 0)
     R_mean = np.asarray(emu(jnp.asarray(theta_mean, dtype))[1], np.float64)
     lim = -0.5 * float(R_mean.min())  # keep every R > 0 (R halves at most per step)
     if d_off < lim:
-        Hs = np.asarray(H, np.float64).sum(0)
-        d_off = lim
-        s_off = float((np.asarray(b, np.float64).sum(0)[0] - Hs[0, 1] * d_off) / Hs[0, 0])
+        s_off, d_off = s_off * lim / d_off, lim
     if s_off == 0.0 and d_off == 0.0:
         return svi_state, (0.0, 0.0)
     shifted = shift_distance(

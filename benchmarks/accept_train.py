@@ -310,8 +310,9 @@ def main(argv=None) -> int:
         from bayesdsm.train import to_stellar_model
 
         save_model(to_stellar_model(res), args.save + ".bdsm")
+        extra_arrays = {} if res.theta_latent is None else {"theta_latent": res.theta_latent}
         np.savez(args.save + ".npz", split=res.split, ebv=res.ebv, ebv_err=res.ebv_err,
-                 info=np.array(json.dumps(info)))  # fmt: skip
+                 info=np.array(json.dumps(info)), **extra_arrays)  # fmt: skip
     out = {"n": len(cat), **info, **metrics(cat, res.emulator, res.validity, res.split,
                                             res.ebv, res.ebv_err)}  # fmt: skip
     print(json.dumps(out), flush=True)

@@ -33,6 +33,7 @@ from bayesdsm.likelihood import (
     model_magnitudes,
     n_components,
     reddening_posterior,
+    residual,
 )
 
 N_STARS = 24
@@ -366,8 +367,8 @@ def test_distance_offset_terms_profile_the_latent_theta(key):
             return F(zstar(dp), dp)
 
         z_map = zstar(jnp.zeros(2))
-        b, H, T = distance_offset_terms(emu, s._replace(theta=s.theta + s.theta_chol @ z_map),
-                                        W, latent=True)  # fmt: skip
+        at_map = s._replace(theta=s.theta + s.theta_chol @ z_map)
+        b, H, T = distance_offset_terms(emu, at_map, W, z_map)
         h = 1e-4
         e = np.eye(2) * h
         grad = np.array([(P(e[i]) - P(-e[i])) / (2 * h) for i in range(2)])
@@ -384,3 +385,37 @@ def test_distance_offset_terms_profile_the_latent_theta(key):
         assert H[1, 1] < H_fixed[1, 1]
         dz = np.stack([(zstar(e[i]) - zstar(-e[i])) / (2 * h) for i in range(2)], 1)
         np.testing.assert_allclose(T, dz, rtol=2e-3, atol=1e-6)
+
+
+def test_distance_offset_terms_away_from_the_latent_optimum(setup):
+    """With z not at its optimum the terms are the Schur complement of the joint
+    Gauss-Newton system in (Δp, Δz), built densely (C⁻¹ from diag and W, G = ∂m/∂z by
+    jacfwd), and z's part of the joint step is K⁻¹ (Gᵀ C⁻¹ r - z) + T Δp."""
+    emu, stars = setup
+    rng = np.random.default_rng(4)
+    for i in range(3, 9):
+        s = jax.tree_util.tree_map(jnp.asarray, star(stars, i))
+        W = frozen_whitening(emu, s._replace(theta_chol=jnp.zeros_like(s.theta_chol)))
+        z = jnp.asarray(rng.normal(size=3))
+        th = s.theta + s.theta_chol @ z
+        b, H, T = distance_offset_terms(emu, s._replace(theta=th), W, z)
+        mask = np.asarray(s.mask)
+        r = np.asarray(residual(model_magnitudes(emu, th, s.ebv)[0], s))
+        Ci = np.diag(mask / np.asarray(s.mag_err) ** 2) - np.asarray(W) @ np.asarray(W).T
+
+        def mags(q, s=s):
+            return model_magnitudes(emu, s.theta + s.theta_chol @ q, s.ebv)[0]
+
+        G = np.asarray(jax.jacfwd(mags)(z)) * mask[:, None]
+        X = np.concatenate([np.stack([mask, float(s.ebv) * mask], 1), G], 1)
+        A = X.T @ Ci @ X + np.diag([0, 0, 1.0, 1.0, 1.0])
+        rhs = X.T @ Ci @ r - np.concatenate([[0, 0], np.asarray(z)])
+        Azz_inv = np.linalg.inv(A[2:, 2:])
+        H_ref = A[:2, :2] - A[:2, 2:] @ Azz_inv @ A[2:, :2]
+        b_ref = rhs[:2] - A[:2, 2:] @ Azz_inv @ rhs[2:]
+        np.testing.assert_allclose(H, H_ref, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(b, b_ref, rtol=1e-6, atol=1e-8)
+        dp = np.array([0.03, -0.02])
+        dz_ref = Azz_inv @ (rhs[2:] - A[2:, :2] @ dp)
+        own = np.linalg.solve(A[2:, 2:], G.T @ Ci @ r - np.asarray(z))
+        np.testing.assert_allclose(own + np.asarray(T) @ dp, dz_ref, rtol=1e-6, atol=1e-9)
