@@ -30,6 +30,7 @@ def main(argv=None):
     ap.add_argument("--prior", choices=("density", "flat"), default="density")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--set", action="append", default=[], help="InferConfig FIELD=JSON")
+    ap.add_argument("--save", default=None, help="also write per-star results to this .npz")
     args = ap.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import equinox as eqx
@@ -75,6 +76,19 @@ def main(argv=None):
         "flags": dict(flags),
     }
     print(json.dumps(out, indent=1))
+    if args.save:  # per star: truth, interval ends, whether they cover, and the engine's record
+        np.savez(
+            args.save,
+            truth=truth,
+            lo95=lo95,
+            hi95=hi95,
+            lo68=lo68,
+            hi68=hi68,
+            **{
+                k: np.asarray(v).astype(str if k in ("flags", "method") else float)
+                for k, v in res.items()
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -146,7 +146,8 @@ def test_refit_proposal_recovers_moments():
     np.testing.assert_allclose(np.exp(new.log_weight[0]), [7995 / 8000, 5 / 8000], rtol=1e-6)
 
 
-def test_mixture_log_q_matches_scipy_loop():
+@pytest.mark.parametrize("k", [7, 19])  # one group of components; three, the last padded
+def test_mixture_log_q_matches_scipy_loop(k):
     """The scanned folded t-mixture density against a slow loop over scipy's
     multivariate_t (q(x) + q(mirror x), mirror: e → −e) and the assignment argmax."""
     from scipy.stats import multivariate_t
@@ -154,7 +155,7 @@ def test_mixture_log_q_matches_scipy_loop():
     from bayesdsm.infer._sample import _mixture_log_q
 
     rng = np.random.default_rng(4)
-    k, n, nu = 7, 50, 7.0
+    n, nu = 50, 7.0
     z = rng.normal(size=(k, 5))
     scale = np.stack([np.tril(rng.normal(size=(5, 5)) * 0.3) + np.eye(5) for _ in range(k)])
     lw = np.log(rng.dirichlet(np.ones(k)))
@@ -205,29 +206,40 @@ def _banana_mode():
 
 
 def test_kernel_proposal_fits_a_curved_target(key):
-    """The engine's rounds on a banana: after the Laplace round and two moment-matched
-    refits (whose k̂ is 0.64–1.15 over seeds), two rounds of the defensive kernel
-    mixture bring k̂ below 0.7 (0.32–0.51 over seeds) with the right moments, and every
-    kernel maps back to the one mode slot."""
+    """The engine's rounds on a banana, three seeds: after the Laplace round and two
+    moment-matched refits (k̂ 0.8–1.35), two rounds of the defensive kernel mixture bring
+    k̂ down in every run (0.23–0.70 over seeds 0–3), to a median below 0.7, with means
+    within 4 Monte Carlo errors of the exact ones, and every kernel maps back to the one mode slot."""
     post = _Banana()
-    modes = _banana_mode()
-    ks = jax.random.split(key, 5)
-    x, lw, assign, _ = infer.importance_sample(post, None, modes, ks[0][None], 1024)
-    slw, _, _ = infer.psis(lw)
-    for r in range(2):
-        modes = infer.refit_proposal(modes, x, slw, assign)
-        x, lw, assign, _ = infer.importance_sample(post, None, modes, ks[1 + r][None], 4096, 7, 0.1)
+    k_refit, k_kern = [], []
+    for run_key in jax.random.split(key, 3):
+        modes = _banana_mode()
+        ks = jax.random.split(run_key, 5)
+        x, lw, assign, _ = infer.importance_sample(post, None, modes, ks[0][None], 1024)
         slw, _, _ = infer.psis(lw)
-    for r in range(2):
-        prop, slot, modes = infer.kernel_proposal(modes, x, slw, assign, n_kernels=128)
-        assert prop.z.shape == (1, 129, 5) and np.all(slot == 0)
-        assert np.exp(prop.log_weight).sum() == pytest.approx(1.0, rel=1e-5)
-        x, lw, assign, _ = infer.importance_sample(post, None, prop, ks[3 + r][None], 16384, 7, 0.0)
-        assign = np.take_along_axis(slot, np.asarray(assign), 1)
-        slw, k_kern, ess = infer.psis(lw)
-    assert k_kern[0] < 0.7 and ess[0] > 2000
-    mean = np.sum(np.exp(slw[0])[:, None] * np.asarray(x[0]), axis=0)
-    np.testing.assert_allclose(mean[:4], [0.0, -0.2, 0.0, 0.0], atol=0.05)
+        for r in range(2):
+            modes = infer.refit_proposal(modes, x, slw, assign)
+            x, lw, assign, _ = infer.importance_sample(
+                post, None, modes, ks[1 + r][None], 4096, 7, 0.1
+            )
+            slw, k, _ = infer.psis(lw)
+        k_refit.append(k[0])
+        for r in range(2):
+            prop, slot, modes = infer.kernel_proposal(modes, x, slw, assign, n_kernels=128)
+            assert prop.z.shape == (1, 129, 5) and np.all(slot == 0)
+            assert np.exp(prop.log_weight).sum() == pytest.approx(1.0, rel=1e-5)
+            x, lw, assign, _ = infer.importance_sample(
+                post, None, prop, ks[3 + r][None], 16384, 7, 0.0
+            )
+            assign = np.take_along_axis(slot, np.asarray(assign), 1)
+            slw, k, ess = infer.psis(lw)
+        k_kern.append(k[0])
+        assert ess[0] > 1500
+        w, xs = np.exp(slw[0])[:, None], np.asarray(x[0], np.float64)
+        mean = np.sum(w * xs, axis=0)
+        mc_err = np.sqrt(np.sum(w**2 * (xs - mean) ** 2, axis=0))  # importance-sampling s.e.
+        assert np.all(np.abs(mean[:4] - [0.0, -0.2, 0.0, 0.0]) < 4 * mc_err[:4]), (mean, mc_err)
+    assert np.all(np.array(k_kern) < np.array(k_refit)) and np.median(k_kern) < 0.7
 
 
 def test_psis_on_unmixed_mcmc_draws_corrects_them(key):

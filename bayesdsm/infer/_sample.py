@@ -47,32 +47,72 @@ def _log_t(u, nu):
     )
 
 
-def _mixture_log_q(x, z, inv_scale, log_prop, log_assign, nu):
+def _mixture_log_q(x, z, inv_scale, log_prop, log_assign, nu, group=8):
     """ln q(x) (n,) of the folded t_ν mixture (components z (K, 5), inv_scale (K, 5, 5),
     ln weights log_prop (K,), −inf = unused) and each draw's most probable component
-    under the weights log_assign (n,). A scan over components keeps memory at O(n) for
-    mixtures of many kernels."""
+    under the weights log_assign (n,).
+
+    Summed in the linear domain: each component's weight × |L_k| is scaled by the
+    largest one up front, so the kernel (1 + u²/ν)^(−(ν+5)/2), an integer power for odd
+    ν, needs no exp or log per draw and component; one log per draw remains (a draw
+    lies within its own component, so the sum cannot underflow). A scan over groups of
+    ``group`` components keeps memory at O(n · group), each step one (n, 5) × (5, 5·group)
+    matmul; the mirror draw (e → −e) needs no second matmul: its whitened offset is
+    u − 2 x_e L[:, e]. Measured (8 stars × 16,384 draws, 70 components): 4× faster than
+    one component per scan step in the log domain.
+    """
+    d = 5
+    power = -(nu + d) / 2.0
+    k_all = z.shape[0]
+    g = min(group, k_all)
+    pad = -k_all % g
+    if pad:  # unused components: identity scale, −inf weights
+        eye = jnp.broadcast_to(jnp.eye(d, dtype=inv_scale.dtype), (pad, d, d))
+        ninf = jnp.full((pad,), -jnp.inf, log_prop.dtype)
+        z = jnp.concatenate([z, jnp.zeros((pad, d), z.dtype)])
+        inv_scale = jnp.concatenate([inv_scale, eye])
+        log_prop = jnp.concatenate([log_prop, ninf])
+        log_assign = jnp.concatenate([log_assign, ninf.astype(log_assign.dtype)])
+    n_grp = (k_all + pad) // g
     logdet = jnp.linalg.slogdet(inv_scale)[1]  # (K,)
-    mirror = x.at[:, 4].multiply(-1.0)
+
+    def scaled(lw):  # (weights × |L_k| / their max, ln max)
+        lw = jnp.where(jnp.isfinite(lw), lw + logdet, -jnp.inf)
+        top = jnp.max(lw)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        return jnp.exp(lw - top), top
+
+    wq, top_q = scaled(log_prop)
+    wa, _ = scaled(log_assign)
+    centre = jnp.einsum("kjd,kd->kj", inv_scale, z)  # z_k whitened by its own L_k
+    n = x.shape[0]
+
+    def kern(u):
+        s = 1.0 + jnp.sum(u * u, -1) / nu
+        if float(power).is_integer():
+            return jax.lax.integer_pow(s, int(power))
+        return s**power
 
     def body(carry, comp):
         acc, best, best_i = carry
-        zk, ik, ldk, lpk, lak, k = comp
-        lq = jnp.logaddexp(
-            _log_t((x - zk[None]) @ ik.T, nu), _log_t((mirror - zk[None]) @ ik.T, nu)
-        )
-        lq = lq + ldk
-        acc = jnp.logaddexp(acc, jnp.where(jnp.isfinite(lpk), lpk + lq, -jnp.inf))
-        term = jnp.where(jnp.isfinite(lak), lak + lq, -jnp.inf)
-        take = term > best
-        return (acc, jnp.where(take, term, best), jnp.where(take, k, best_i)), None
+        ik, ck, wqk, wak, k0 = comp  # (g, 5, 5), (g, 5), (g,), (g,), ()
+        u = (x @ ik.transpose(2, 0, 1).reshape(d, g * d)).reshape(n, g, d) - ck[None]
+        um = u - 2.0 * x[:, 4, None, None] * ik[None, :, :, 4]
+        base = kern(u) + kern(um)  # (n, g)
+        acc = acc + base @ wqk
+        ta = base * wak[None]
+        i = jnp.argmax(ta, axis=1)
+        top = jnp.take_along_axis(ta, i[:, None], 1)[:, 0]
+        take = top > best
+        return (acc, jnp.where(take, top, best), jnp.where(take, k0 + i, best_i)), None
 
-    n = x.shape[0]
-    init = (jnp.full((n,), -jnp.inf, x.dtype), jnp.full((n,), -jnp.inf, x.dtype),
-            jnp.zeros((n,), jnp.int32))  # fmt: skip
-    comps = (z, inv_scale, logdet, log_prop, log_assign, jnp.arange(z.shape[0], dtype=jnp.int32))
-    (log_q, _, assign), _ = jax.lax.scan(body, init, comps)
-    return log_q, assign
+    init = (jnp.zeros((n,), x.dtype), jnp.full((n,), -1.0, x.dtype), jnp.zeros((n,), jnp.int32))
+    shape = lambda a: a.reshape((n_grp, g) + a.shape[1:])  # noqa: E731
+    comps = (shape(inv_scale), shape(centre), shape(wq), shape(wa),
+             jnp.arange(n_grp, dtype=jnp.int32) * g)  # fmt: skip
+    (acc, _, assign), _ = jax.lax.scan(body, init, comps)
+    const = gammaln((nu + d) / 2.0) - gammaln(nu / 2.0) - 0.5 * d * jnp.log(nu * jnp.pi)
+    return jnp.log(acc) + top_q + const, assign
 
 
 def _is_one(post, star, z, inv_scale, scale, log_w, key, n, nu, mix):
@@ -81,7 +121,12 @@ def _is_one(post, star, z, inv_scale, scale, log_w, key, n, nu, mix):
     w_prop = (1.0 - mix) * jnp.exp(jnp.where(valid, log_w, -jnp.inf)) + mix * valid / nvalid
     log_prop = jnp.log(w_prop)
     k1, k2, k3 = jax.random.split(key, 3)
-    comp = jax.random.categorical(k1, log_prop, shape=(n,))
+    # inverse-CDF draws of the components: O(n log K), where jax.random.categorical's
+    # Gumbel trick costs n × K draws (measured: 70 % of a 70-kernel round's time)
+    cdf = jnp.cumsum(jnp.exp(log_prop - jnp.max(log_prop)))
+    u = jax.random.uniform(k1, (n,), cdf.dtype) * cdf[-1]
+    comp = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), z.shape[0] - 1)
+    comp = jnp.where(valid[comp], comp, jnp.argmax(log_prop))  # never an unused one
     y = jax.random.normal(k2, (n, 5), z.dtype)
     # χ²_ν as a sum of ν squared normals: exact for integer ν, and 2× faster on CPU than
     # jax.random.gamma's rejection loop under vmap (measured, 2048 × 1024 draws)
