@@ -203,11 +203,14 @@ class TrainConfig:
             the latent θ, is ~10× smaller than at fixed θ), so Adam at the extinction
             layer's decaying learning rate moves δ slowly and R keeps iteration 0's
             offset (+0.06 in every band on the 195k MIST survey, where the profiled
-            step at the end still asks for δ = -0.05; BENCHMARKS.md). The step is exact
-            in those directions for linear extinction; with a fitted curvature c R² is
-            held fixed so that A still moves by E δ. With ``latent_theta`` it is the
-            joint Gauss-Newton step with the latent θ eliminated; the latent offsets
-            move by T Δp, their own part is left to the optimiser.
+            step at the end still asks for δ = -0.05). With the step the iterations
+            converge in this direction, but to δ ≈ -0.09 (R 5-80% low): the objective's
+            own stationary point is biased under θ̂ noise, so it stays off
+            (BENCHMARKS.md). The step is exact in those directions for linear
+            extinction; with a fitted curvature c R² is held fixed so that A still
+            moves by E δ. With ``latent_theta`` it is the joint Gauss-Newton step with
+            the latent θ eliminated; the latent offsets move by T Δp, their own part is
+            left to the optimiser.
         distance_step_max: the largest |s| and |δ| of one ``distance_step`` (mag; the
             step is scaled down to it).
         init_bias_from_data: start the output layer's bias at the training stars' median
