@@ -213,6 +213,10 @@ class TrainConfig:
             left to the optimiser.
         distance_step_max: the largest |s| and |δ| of one ``distance_step`` (mag; the
             step is scaled down to it).
+        parallax_at_latent: with ``parallax = "linearized"`` and ``latent_theta``,
+            linearise the training stars' parallaxes at the photometric distance of
+            their latent θ (where the objective evaluates them) instead of at θ̂
+            (diagnostic; off by default).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -251,6 +255,7 @@ class TrainConfig:
     reddening_scale: bool = True
     distance_step: bool = False
     distance_step_max: float = 0.05
+    parallax_at_latent: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -1167,6 +1172,14 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         # linearised at this network's distances (E′ of the last rebuild), before the
         # rebuild so that the new covariances carry the new σ_μ
         at = stars._replace(ebv=stars_cur.ebv)
+        if config.method == "latent_theta" and config.parallax_at_latent:
+            # the training stars' at their latent θ, where the objective evaluates them
+            z = np.asarray(fitter.svi.get_params(svi_state)["theta_z_auto_loc"], np.float64)
+            theta = np.array(at.theta)
+            theta[train_idx] = at.theta[train_idx] + np.einsum(
+                "nij,nj->ni", at.theta_chol[train_idx], z
+            )
+            at = at._replace(theta=theta.astype(dtype))
         plx_terms = tuple(
             np.asarray(a)
             for a in _chunked(

@@ -608,3 +608,31 @@ def test_cli_fit_sigkill_and_resume(tmp_path):
     for name in a:
         np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), err_msg=name)
     assert len(load_model(out).history) == 4
+
+
+def test_parallax_at_latent_linearises_the_training_stars_at_their_latent_theta(cat, tmp_path):
+    """With parallax_at_latent the training stars' parallax terms are those of
+    linearized_parallax at their latent θ; every other star's are the default's, at θ̂."""
+    from bayesdsm.likelihood import linearized_parallax, stardata_from_catalog
+
+    cfg = dataclasses.replace(
+        TINY, method="latent_theta", n_iterations=1, epochs=4, reddening_scale=False
+    )
+    on = train(
+        cat, dataclasses.replace(cfg, parallax_at_latent=True), checkpoint=tmp_path / "a.npz"
+    )
+    train(cat, cfg, checkpoint=tmp_path / "b.npz")
+    mu_on = load_checkpoint(tmp_path / "a.npz")[1]["mu"]
+    mu_off = load_checkpoint(tmp_path / "b.npz")[1]["mu"]
+    tr = on.split == 0
+    np.testing.assert_array_equal(mu_on[~tr], mu_off[~tr])
+    assert np.any(mu_on[tr] != mu_off[tr])  # (second order in the latent shift: small)
+    # iteration 0's terms: the network after its epochs, E′ = the prior (before its rebuild)
+    st = stardata_from_catalog(cat, np.float32)
+    st = st._replace(theta=np.where(tr[:, None], on.theta_latent, st.theta).astype(np.float32))
+    f = jax.jit(jax.vmap(linearized_parallax, (None, 0, 0, 0)))
+    mu, _, _ = f(on.emulator, st, np.float32(cat.parallax), np.float32(cat.parallax_err))
+    mu = np.asarray(mu)
+    err = np.max(np.abs(mu - mu_on)[tr])
+    assert err < 0.1 * np.max(np.abs(mu_on - mu_off)[tr])
+    np.testing.assert_allclose(mu[~tr], mu_on[~tr], rtol=0, atol=1e-5)
