@@ -217,6 +217,9 @@ class TrainConfig:
             linearise the training stars' parallaxes at the photometric distance of
             their latent θ (where the objective evaluates them) instead of at θ̂
             (diagnostic; off by default).
+        reddening_at_latent: with ``latent_theta``, re-estimate the training stars' E′
+            (Eq. 8–9) at their latent θ without the J C_θ Jᵀ term, instead of at θ̂
+            (diagnostic; off by default).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -256,6 +259,7 @@ class TrainConfig:
     distance_step: bool = False
     distance_step_max: float = 0.05
     parallax_at_latent: bool = False
+    reddening_at_latent: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -1193,6 +1197,10 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts),
         len(stars.mag), chunk, stars, prior_mean, prior_err,
     )  # fmt: skip
+    latent_e = config.method == "latent_theta" and config.reddening_at_latent
+    if latent_e:
+        ebv, ebv_err = _latent_reddening(fitter, svi_state, emu, stars, ebv, ebv_err, train_idx,
+                                         prior_mean, prior_err, consts, chunk)  # fmt: skip
     cache["iteration"] = k + 1
     u, v = 1.0, 0.0
     if config.reddening_scale:
@@ -1207,6 +1215,11 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
             lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts),
             len(stars.mag), chunk, stars, prior_mean, prior_err,
         )  # fmt: skip
+        if latent_e:
+            ebv, ebv_err = _latent_reddening(
+                fitter, svi_state, emu, stars, ebv, ebv_err, train_idx, prior_mean, prior_err,
+                consts, chunk,
+            )  # fmt: skip
     t_rebuild = time.perf_counter() - t_rebuild
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2_dof = np.where(dof > 0, chi / np.where(dof > 0, dof, 1.0), 0.0)
@@ -1240,6 +1253,23 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         svi_state, ebv, ebv_err, excluded, chi2_dof, plx_terms, k + 1, [*state.history, record]
     )
     return state, _with_state(stars, state)
+
+
+def _latent_reddening(fitter, svi_state, emu, stars, ebv, ebv_err, train_idx, prior_mean,
+                      prior_err, consts, chunk):  # fmt: skip
+    """``TrainConfig.reddening_at_latent``: the training stars' E′ (Eq. 8–9, clipped and
+    floored) re-estimated at their latent θ, with no J C_θ Jᵀ term; (ebv, ebv_err)."""
+    z = np.asarray(fitter.svi.get_params(svi_state)["theta_z_auto_loc"], np.float64)
+    st = _take(stars, train_idx)
+    theta = st.theta + np.einsum("nij,nj->ni", st.theta_chol, z)
+    st = st._replace(theta=theta.astype(st.mag.dtype), theta_chol=np.zeros_like(st.theta_chol))
+    e, e_err = _chunked(
+        lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts)[:2], train_idx.size, chunk,
+        st, prior_mean[train_idx], prior_err[train_idx],
+    )  # fmt: skip
+    ebv, ebv_err = np.array(ebv), np.array(ebv_err)
+    ebv[train_idx], ebv_err[train_idx] = e, e_err
+    return ebv, ebv_err
 
 
 def _rescale_reddening(fitter, svi_state, emu, theta, ebv, prior_mean, prior_err, use, config):

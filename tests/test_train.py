@@ -636,3 +636,32 @@ def test_parallax_at_latent_linearises_the_training_stars_at_their_latent_theta(
     err = np.max(np.abs(mu - mu_on)[tr])
     assert err < 0.1 * np.max(np.abs(mu_on - mu_off)[tr])
     np.testing.assert_allclose(mu[~tr], mu_on[~tr], rtol=0, atol=1e-5)
+
+
+def test_reddening_at_latent_reestimates_the_training_stars_at_their_latent_theta(cat):
+    """With reddening_at_latent the training stars' E′ are Eq. 8–9 at their latent θ
+    (no J C_θ Jᵀ term); every other star's are the default's, at θ̂."""
+    from bayesdsm.likelihood import linearized_parallax, rebuild_star, stardata_from_catalog
+
+    cfg = dataclasses.replace(
+        TINY, method="latent_theta", n_iterations=1, epochs=4, reddening_scale=False
+    )
+    on = train(cat, dataclasses.replace(cfg, reddening_at_latent=True))
+    off = train(cat, cfg)
+    tr = on.split == 0
+    np.testing.assert_array_equal(on.ebv[~tr], off.ebv[~tr])
+    assert not np.allclose(on.ebv[tr], off.ebv[tr])
+    st = stardata_from_catalog(cat, np.float32)
+    # the parallax terms of the rebuild: linearised at θ̂ with iteration 0's E′ (the prior)
+    plx = jax.jit(jax.vmap(linearized_parallax, (None, 0, 0, 0)))(
+        on.emulator, st, np.float32(cat.parallax), np.float32(cat.parallax_err)
+    )
+    st = st._replace(mu=plx[0], sigma_mu=plx[1], has_parallax=plx[2])
+    st = st._replace(
+        theta=on.theta_latent.astype(np.float32), theta_chol=np.zeros_like(st.theta_chol)
+    )
+    st = jax.tree_util.tree_map(lambda a: a[tr], st)
+    consts = jnp.asarray([0.0, 10.0, 0.02, 0.1], jnp.float32)
+    f = jax.jit(jax.vmap(rebuild_star, (None, 0, 0, 0, None)))
+    e = np.asarray(f(on.emulator, st, st.ebv, st.ebv_err, consts)[0])
+    np.testing.assert_allclose(on.ebv[tr], e, rtol=0, atol=1e-5)
