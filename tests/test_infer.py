@@ -209,7 +209,8 @@ def test_kernel_proposal_fits_a_curved_target(key):
     """The engine's rounds on a banana, three seeds: after the Laplace round and two
     moment-matched refits (k̂ 0.8–1.35), two rounds of the defensive kernel mixture bring
     k̂ down in every run (0.23–0.70 over seeds 0–3), to a median below 0.7, with means
-    within 4 Monte Carlo errors of the exact ones, and every kernel maps back to the one mode slot."""
+    within 4 Monte Carlo errors of the exact ones, and every kernel maps back to the one
+    mode slot."""
     post = _Banana()
     k_refit, k_kern = [], []
     for run_key in jax.random.split(key, 3):
