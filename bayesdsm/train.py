@@ -985,8 +985,7 @@ def train(
         theta_latent = np.full((n, 3), np.nan)
         params = fitter.svi.get_params(state.svi_state)
         z = np.asarray(params["theta_z_auto_loc"], np.float64)
-        st = _take(stars, train_idx)
-        theta_latent[train_idx] = st.theta + np.einsum("nij,nj->ni", st.theta_chol, z)
+        theta_latent[train_idx] = _latent_theta(_take(stars, train_idx), z)
     return TrainResult(
         emulator=emu,
         history=history,
@@ -1082,9 +1081,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     if config.method == "latent_theta" and not first:
         params = fitter.svi.get_params(state.svi_state)
         z = np.asarray(params["theta_z_auto_loc"], np.float64)
-        theta_map = (stars_train.theta + np.einsum("nij,nj->ni", stars_train.theta_chol, z)).astype(
-            dtype
-        )
+        theta_map = _latent_theta(stars_train, z).astype(dtype)
         no_jac = stars_train._replace(
             theta=theta_map, theta_chol=np.zeros_like(stars_train.theta_chol)
         )
@@ -1180,9 +1177,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
             # the training stars' at their latent θ, where the objective evaluates them
             z = np.asarray(fitter.svi.get_params(svi_state)["theta_z_auto_loc"], np.float64)
             theta = np.array(at.theta)
-            theta[train_idx] = at.theta[train_idx] + np.einsum(
-                "nij,nj->ni", at.theta_chol[train_idx], z
-            )
+            theta[train_idx] = _latent_theta(_take(at, train_idx), z)
             at = at._replace(theta=theta.astype(dtype))
         plx_terms = tuple(
             np.asarray(a)
@@ -1255,13 +1250,19 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     return state, _with_state(stars, state)
 
 
+def _latent_theta(stars: StarData, z):
+    """The latent θ = θ̂ + L z (n, 3) of ``stars`` (their θ̂ and its prior's Cholesky
+    factor L) at whitened offsets z (n, 3), as in :func:`latent_theta_model`."""
+    return stars.theta + np.einsum("nij,nj->ni", stars.theta_chol, z)
+
+
 def _latent_reddening(fitter, svi_state, emu, stars, ebv, ebv_err, train_idx, prior_mean,
                       prior_err, consts, chunk):  # fmt: skip
     """``TrainConfig.reddening_at_latent``: the training stars' E′ (Eq. 8–9, clipped and
     floored) re-estimated at their latent θ, with no J C_θ Jᵀ term; (ebv, ebv_err)."""
     z = np.asarray(fitter.svi.get_params(svi_state)["theta_z_auto_loc"], np.float64)
     st = _take(stars, train_idx)
-    theta = st.theta + np.einsum("nij,nj->ni", st.theta_chol, z)
+    theta = _latent_theta(st, z)
     st = st._replace(theta=theta.astype(st.mag.dtype), theta_chol=np.zeros_like(st.theta_chol))
     e, e_err = _chunked(
         lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts)[:2], train_idx.size, chunk,
@@ -1328,9 +1329,7 @@ def _distance_step(fitter, svi_state, emu, stars_train, W_train, active, config)
     if latent:
         z = np.asarray(params["theta_z_auto_loc"], np.float64)
         zt = z[active]
-        theta = st.theta + np.einsum("nij,nj->ni", st.theta_chol, zt)
-        st = st._replace(theta=theta.astype(dtype))
-    if latent:
+        st = st._replace(theta=_latent_theta(st, zt).astype(dtype))
         b, H, T = _chunked(
             lambda s_, w, z_: _offset_chunk(emu, s_, w, z_), active.size, config.chunk_size,
             st, W_train[active], zt.astype(dtype),
