@@ -102,6 +102,9 @@ __all__ = [
     "distance_offset_step",
     "shift_distance",
     "latent_theta_model",
+    "PopulationPrior",
+    "population_prior",
+    "log_population",
     "load_checkpoint",
     "to_stellar_model",
     "read_train_config",
@@ -110,6 +113,7 @@ __all__ = [
 
 METHODS = ("paper", "latent_theta")
 PARALLAX_MODES = ("inverted", "linearized")
+LATENT_GUIDES = ("delta", "normal")
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,26 @@ class TrainConfig:
         reddening_at_latent: with ``latent_theta``, re-estimate the training stars' E′
             (Eq. 8–9) at their latent θ without the J C_θ Jᵀ term, instead of at θ̂
             (diagnostic; off by default).
+        latent_population_prior: with ``latent_theta``, add the log density of the
+            training population, ln p_pop(θ), to each training star's latent-θ prior, so
+            the per-star MAP is that of N(θ̂, C_θ) · p_pop(θ) rather than of the flat
+            population prior implied by N(θ̂, C_θ) alone (beyond the paper and Zhang+2023;
+            off by default). Under the flat prior the latent θ keeps θ̂'s Eddington bias:
+            stars scattered out of a narrow, dense sequence (the giant branch, the red
+            clump) stay out of it. p_pop is the kernel density of the training θ̂
+            (:func:`population_prior`), itself broadened by the θ̂ errors, so the shrinkage
+            is partial (for a Gaussian population of variance S and errors C: C/(S + 2C)
+            of the offset instead of C/(S + C)).
+        latent_population_bandwidth: the kernel σ (K, dex, dex) of p_pop; its grid
+            spacing equals the bandwidth.
+        latent_population_floor: p_pop (peak 1) is floored additively, ln(p + floor), so
+            stars in sparse regions or off the grid feel no pull.
+        latent_guide: with ``latent_theta``, how each training star's latent θ is
+            fitted: ``"delta"`` (a point estimate, the per-star MAP; AutoDelta) or
+            ``"normal"`` (a mean-field Gaussian q per star, so the network's gradient is
+            averaged over the star's θ posterior rather than taken at its mode: the
+            latent θ are marginalised, not maximised; beyond the paper, off by default).
+            ``theta_latent`` and the covariance rebuilds use q's mean.
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
@@ -260,6 +284,10 @@ class TrainConfig:
     distance_step_max: float = 0.05
     parallax_at_latent: bool = False
     reddening_at_latent: bool = False
+    latent_population_prior: bool = False
+    latent_population_bandwidth: tuple[float, float, float] = (50.0, 0.05, 0.05)
+    latent_population_floor: float = 1e-3
+    latent_guide: str = "delta"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -273,6 +301,11 @@ class TrainConfig:
         for name in ("n_iterations", "epochs", "batch_size", "chunk_size", "chi2_end_iteration"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.latent_guide not in LATENT_GUIDES:
+            raise ConfigError(
+                f"TrainConfig.latent_guide must be one of {LATENT_GUIDES}, not "
+                f"{self.latent_guide!r}"
+            )
         if self.parallax not in PARALLAX_MODES:
             raise ConfigError(
                 f"TrainConfig.parallax must be one of {PARALLAX_MODES}, not {self.parallax!r}"
@@ -286,6 +319,13 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig learning rates must be ≥ 0, got {lrs}")
         if not (self.chi2_start > 0 and self.chi2_end > 0):
             raise ConfigError("TrainConfig.chi2_start and chi2_end must be positive")
+        bw = tuple(float(x) for x in self.latent_population_bandwidth)
+        if len(bw) != 3 or not all(x > 0 for x in bw) or not self.latent_population_floor > 0:
+            raise ConfigError(
+                "TrainConfig.latent_population_bandwidth must be 3 positive numbers and "
+                f"latent_population_floor positive, got {bw}, {self.latent_population_floor}"
+            )
+        object.__setattr__(self, "latent_population_bandwidth", bw)
         EmulatorConfig(hidden=self.hidden, activation=self.activation)  # validates
 
     @classmethod
@@ -440,6 +480,74 @@ class TrainResult(NamedTuple):
 # ---------------------------------------------------------------------------- models
 
 
+class PopulationPrior(NamedTuple):
+    """A floored population density of θ on a regular grid (:func:`population_prior`).
+
+    Attributes:
+        origin: (3,) θ of the first node (K, dex, dex).
+        step: (3,) node spacing (K, dex, dex).
+        density: (nt, ng, nf) density (peak 1) plus the floor, so > 0 everywhere.
+    """
+
+    origin: jnp.ndarray
+    step: jnp.ndarray
+    density: jnp.ndarray
+
+
+def population_prior(theta, bandwidth=(50.0, 0.05, 0.05), floor=1e-3, *,
+                     max_nodes=256, dtype=np.float32) -> PopulationPrior:  # fmt: skip
+    """The kernel density of the training θ̂ as a :class:`PopulationPrior`.
+
+    The grid spans the stars' θ̂ ± 4 bandwidths with spacing equal to the bandwidth (or
+    coarser, to at most ``max_nodes`` per axis); the density is evaluated exactly at the
+    nodes (:func:`bayesdsm.validity.compute_validity`), peak-normalised and floored.
+
+    Args:
+        theta: (N, 3) θ̂ (K, dex, dex); non-finite rows are ignored.
+        bandwidth: kernel σ per axis.
+        floor: added to the peak-1 density.
+    """
+    from bayesdsm.validity import compute_validity
+
+    theta = np.asarray(theta, np.float64)
+    theta = theta[np.all(np.isfinite(theta), axis=1)]
+    if theta.size == 0:
+        raise ConfigError("population_prior needs at least one star with finite θ̂")
+    h = np.asarray(bandwidth, np.float64)
+    lo, hi = theta.min(0) - 4 * h, theta.max(0) + 4 * h
+    n = np.ceil((hi - lo) / h).astype(int) + 1
+    step = np.where(n > max_nodes, (hi - lo) / (max_nodes - 1), h)
+    n = np.minimum(n, max_nodes)
+    axes = tuple(lo[j] + step[j] * np.arange(n[j]) for j in range(3))
+    grid = compute_validity(
+        theta, np.ones((len(theta), 1), bool), np.zeros(len(theta), bool), ("all",), h,
+        axes=axes,
+    )  # fmt: skip
+    density = grid.density[0] + floor
+    return PopulationPrior(*(jnp.asarray(a, dtype) for a in (lo, step, density)))
+
+
+def log_population(pop: PopulationPrior, theta):
+    """ln p_pop at θ (..., 3): trilinear interpolation of the floored density, clamped to
+    the grid (constant beyond its edge, where it is the floor). JAX-traceable."""
+    n = pop.density.shape
+    lo, frac = [], []
+    for j in range(3):
+        u = jnp.clip((theta[..., j] - pop.origin[j]) / pop.step[j], 0.0, n[j] - 1.0)
+        i0 = jnp.clip(jnp.floor(u), 0, n[j] - 2).astype(jnp.int32)
+        lo.append(i0)
+        frac.append(u - i0)
+    out = 0.0
+    for dt in (0, 1):
+        wt = frac[0] if dt else 1.0 - frac[0]
+        for dg in (0, 1):
+            wg = frac[1] if dg else 1.0 - frac[1]
+            for df in (0, 1):
+                wf = frac[2] if df else 1.0 - frac[2]
+                out = out + wt * wg * wf * pop.density[lo[0] + dt, lo[1] + dg, lo[2] + df]
+    return jnp.log(out)
+
+
 def latent_theta_model(
     template: Emulator,
     stars: StarData,
@@ -449,6 +557,7 @@ def latent_theta_model(
     n_total: int,
     n_plate: int,
     reg: RegularizationConfig | None = None,
+    population: PopulationPrior | None = None,
 ):
     """The emulator fit with each star's true θ latent, θ ~ N(θ̂, C_θ) (Zhang+2023).
 
@@ -459,7 +568,10 @@ def latent_theta_model(
     ``n_plate`` (the training split); the guide substitutes them into the plate so each
     star keeps its own θ. The latent is whitened, θ = θ̂ + L_θ z with z ~ N(0, I)
     (site ``theta_z``), so one learning rate suits all three components. ``n_total``
-    active stars scale the whole likelihood.
+    active stars scale the whole likelihood. With a ``population`` prior each star's
+    latent θ also gets ln p_pop(θ) (site ``theta_pop``), on the θ prior's temperature:
+    the per-star log density becomes -(χ² + (θ - θ̂)ᵀ C_θ⁻¹ (θ - θ̂) - 2 ln p_pop(θ)) /
+    n_bands.
     """
     reg = RegularizationConfig() if reg is None else reg
     priors = weight_priors(template, n_total, reg)
@@ -473,13 +585,15 @@ def latent_theta_model(
     ):
         with numpyro.handlers.scale(scale=2.0 / n_norm):
             z = numpyro.sample("theta_z", dist.Normal(jnp.zeros_like(stars.theta), 1.0).to_event(1))
-        theta = stars.theta + jnp.einsum("nij,nj->ni", stars.theta_chol, z)
+            theta = stars.theta + jnp.einsum("nij,nj->ni", stars.theta_chol, z)
+            if population is not None:
+                numpyro.factor("theta_pop", log_population(population, theta))
         chi = jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, stars._replace(theta=theta), W)
         numpyro.factor("chi2", -chi / n_norm)
 
 
-def _paper_model(reg, template, stars, W, idx, *, n_total, n_plate):
-    del idx, n_plate  # the paper's model has no per-star parameters
+def _paper_model(reg, template, stars, W, idx, *, n_total, n_plate, population=None):
+    del idx, n_plate, population  # the paper's model has no per-star parameters
     emulator_model(template, stars, W, n_total=n_total, reg=reg)
 
 
@@ -489,22 +603,65 @@ def _indexed_guide(guide, *args, **kwargs):
         return guide(*args, **kwargs)
 
 
+def _normal_latent_guide(weights_guide, reg, template, stars, W, idx, *, n_total, n_plate,
+                         population=None):  # fmt: skip
+    """Guide of ``latent_guide="normal"``: point masses for the weights (``weights_guide``,
+    an AutoDelta of the model with ``theta_z`` hidden) and a mean-field Gaussian
+    q(z) = N(loc, scale²) per star and component for the whitened latent θ.
+
+    q's log density carries the model's per-star scales (n_total / n_plate and the θ
+    prior's 2 / n_bands), so the ELBO's per-star part is (2 / n_bands)(E_q ln p - E_q ln q)
+    and its optimum q is the untempered posterior of the star's θ, not the posterior
+    raised to the power 2 / n_bands (which would be ~2.5× wider for 13 bands).
+    """
+    weights_guide(template, stars, W, idx, n_total=n_total, n_plate=n_plate,
+                  population=population)  # fmt: skip
+    n_norm = reg.n_bands_norm or template.n_bands
+    batch = stars.mag.shape[0]
+    dtype = stars.theta.dtype
+    with (
+        numpyro.plate("stars", n_plate, subsample_size=batch),
+        numpyro.handlers.scale(scale=n_total / n_plate),
+        numpyro.handlers.scale(scale=2.0 / n_norm),
+    ):
+        loc = numpyro.param("theta_z_auto_loc", jnp.zeros((n_plate, 3), dtype), event_dim=1)
+        scale = numpyro.param(
+            "theta_z_auto_scale",
+            jnp.full((n_plate, 3), 0.1, dtype),
+            constraint=dist.constraints.softplus_positive,
+            event_dim=1,
+        )
+        numpyro.sample("theta_z", dist.Normal(loc, scale).to_event(1))
+
+
 class _Fitter(NamedTuple):
     svi: SVI
     template: Emulator
+    population: PopulationPrior | None = None
 
 
 @lru_cache(maxsize=8)
-def _make_svi(method: str, reg: RegularizationConfig, theta_lr: float, n_plate: int) -> SVI:
-    """The SVI object (model, AutoDelta guide, optimiser); cached so that repeated runs
+def _make_svi(method: str, reg: RegularizationConfig, theta_lr: float, n_plate: int,
+              population_shape: tuple[int, ...] | None = None,
+              latent_guide: str = "delta") -> SVI:  # fmt: skip
+    """The SVI object (model, guide, optimiser); cached so that repeated runs
     with the same settings reuse the compiled epoch. The emulator template (and so the
     θ normaliser) is a traced model argument; the initial weights are set afterwards."""
-    del n_plate  # part of the key: the guide's prototype records the plate size
+    # part of the key: the guide's prototype records the plate size, and its initial
+    # values are tracers of the first trace, so a differently shaped population grid
+    # (a retrace of the same guide) needs its own SVI
+    del n_plate, population_shape
     if method == "paper":
         model = partial(_paper_model, reg)
     else:
         model = partial(latent_theta_model, reg=reg)
-    guide = AutoDelta(model, init_loc_fn=init_to_uniform)  # overwritten after init
+    if method == "latent_theta" and latent_guide == "normal":
+        weights = AutoDelta(
+            numpyro.handlers.block(model, hide=["theta_z"]), init_loc_fn=init_to_uniform
+        )
+        guide = partial(_normal_latent_guide, weights, reg)
+    else:
+        guide = AutoDelta(model, init_loc_fn=init_to_uniform)  # overwritten after init
     optim = optax.multi_transform(
         {
             "weights": optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
@@ -528,10 +685,12 @@ def _param_group(name: str) -> str:
 
 
 @partial(jax.jit, static_argnames=("svi", "n_total", "n_plate"))
-def _init_svi(svi, key, template, stars, W, idx, *, n_total, n_plate):
+def _init_svi(svi, key, template, stars, W, idx, *, n_total, n_plate, population=None):
     # Under jit, SVI.init traces the model once (one compilation instead of one per
     # primitive); the guide keeps only the structure of this trace.
-    return svi.init(key, template, stars, W, idx, n_total=n_total, n_plate=n_plate)
+    return svi.init(
+        key, template, stars, W, idx, n_total=n_total, n_plate=n_plate, population=population
+    )
 
 
 def _emulator_of(fitter: _Fitter, state) -> Emulator:
@@ -570,20 +729,24 @@ def _all_finite(tree) -> jax.Array:
 
 
 @partial(jax.jit, static_argnames=("svi", "n_plate"))
-def _run_epoch(svi, template, state, stars, W, batches, n_steps, n_total, *, n_plate):
+def _run_epoch(svi, template, state, stars, W, batches, n_steps, n_total, population, *,
+               n_plate):  # fmt: skip
     """One epoch: ``lax.scan`` of ``svi.update`` over the first ``n_steps`` rows of
     ``batches``.
 
     ``batches`` is padded to a fixed number of rows and ``n_steps`` and ``n_total`` (the
     active stars) are traced, so the χ² exclusions changing between iterations do not
-    recompile the epoch. A step whose loss or new parameters are not finite is not
-    applied; neither is any later step. Returns (state, losses, index of the first bad
+    recompile the epoch. ``population``: the latent θ's :class:`PopulationPrior` or None.
+    A step whose loss or new parameters are not finite is not applied; neither is any
+    later step. Returns (state, losses, index of the first bad
     step or -1); the losses of the padding rows are 0.
     """
 
     def update(st, idx):
         b = jax.tree_util.tree_map(lambda a: a[idx], stars)
-        new, loss = svi.update(st, template, b, W[idx], idx, n_total=n_total, n_plate=n_plate)
+        new, loss = svi.update(
+            st, template, b, W[idx], idx, n_total=n_total, n_plate=n_plate, population=population
+        )
         return new, loss, jnp.isfinite(loss) & _all_finite(new.optim_state)
 
     def skip(st, idx):
@@ -898,10 +1061,16 @@ def train(
             "prior errors are too large (or missing: σ_E = 10 means no prior)"
         )
     n_train = train_idx.size
-    fitter = _Fitter(
-        _make_svi(config.method, config.regularization, config.theta_learning_rate, n_train),
-        init_emu,
-    )
+    population = None
+    if config.method == "latent_theta" and config.latent_population_prior:
+        population = population_prior(
+            stars.theta[train_idx], config.latent_population_bandwidth,
+            config.latent_population_floor, dtype=dtype,
+        )  # fmt: skip
+    pop_shape = None if population is None else population.density.shape
+    svi = _make_svi(config.method, config.regularization, config.theta_learning_rate, n_train,
+                    pop_shape, config.latent_guide)  # fmt: skip
+    fitter = _Fitter(svi, init_emu, population)
     training_hash = _hash_inputs(stars, config, cat.bands)
     meta = {
         "training_hash": training_hash,
@@ -920,6 +1089,7 @@ def train(
         jnp.asarray(first_batch),
         n_total=n_train,
         n_plate=n_train,
+        population=population,
     )
     fitted = weight_priors(init_emu, n_train, config.regularization)
     for name, value in emulator_arrays(init_emu).items():
@@ -1127,7 +1297,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         padded = np.concatenate([batches, np.repeat(batches[-1:], n_rows - n_steps, axis=0)])
         new_state, losses, bad = _run_epoch(
             fitter.svi, fitter.template, svi_state, stars_dev, W_dev, jnp.asarray(padded),
-            jnp.asarray(n_steps, jnp.int32), jnp.asarray(active.size, dtype),
+            jnp.asarray(n_steps, jnp.int32), jnp.asarray(active.size, dtype), fitter.population,
             n_plate=int(train_idx.size),
         )  # fmt: skip
         losses = np.asarray(losses)[:n_steps]
