@@ -39,6 +39,10 @@ class InferConfig:
             this [nats] below the lower one are one mode group (masses add up; see
             :mod:`bayesdsm.infer._laplace`).
         n_importance: Laplace-mixture proposal draws per star for PSIS (first round).
+        pareto_k_first: the first round's k̂ bar (stricter than ``pareto_k_max``, which
+            every later round uses): a star whose Laplace-mixture weights have
+            ``pareto_k_first`` < k̂ ≤ ``pareto_k_max`` goes on to the refitted rounds
+            rather than standing on weights that heavy-tailed.
         n_importance_refit: draws of each further PSIS round, from a proposal refitted
             to the previous round's weighted draws (only stars still failing the bar).
         refit_inflate: covariance inflation of the refitted proposal.
@@ -51,9 +55,12 @@ class InferConfig:
             passes it meets the bar (``method`` ``"<tier>+psis"``) and goes no further.
         n_chains, n_warmup, n_samples, n_leapfrog: whitened-HMC settings (per star).
         escalate: stars that fail the HMC bar and have a single mode carrying weight
-            go on to a longer HMC run (``long_*``) and then NUTS (``nuts_*``), and are
-            flagged ``not_converged`` if those fail too; without it they are flagged
-            after HMC. Stars with ≥ 2 weighted modes are flagged ``multimodal`` instead.
+            go on to a longer HMC run (``long_*``), then NUTS (``nuts_*``), then a
+            second NUTS run whose chains are pooled with the first's (method
+            ``nuts_more``); without it they stop after HMC. Stars with ≥ 2 weighted
+            modes are flagged ``multimodal`` instead; so is a star that fails every tier
+            with its chains in ≥ 2 mode groups (modes found from the chains' ends), and
+            any other star that fails is flagged ``not_converged``.
         long_warmup, long_samples, long_leapfrog: the longer HMC run.
         nuts_warmup, nuts_samples, nuts_max_tree_depth: NUTS settings.
         ess_min, rhat_max, pareto_k_max: the convergence bar.
@@ -82,6 +89,7 @@ class InferConfig:
     map_steps: int = 25
     mode_barrier: float = 1.0
     n_importance: int = 1024
+    pareto_k_first: float = 0.5
     n_importance_refit: tuple[int, ...] = (1024, 4096)
     refit_inflate: float = 1.5
     n_importance_kernel: tuple[int, ...] = (8192, 16384)

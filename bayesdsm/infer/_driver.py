@@ -9,7 +9,8 @@ partitions, chunks, batches).
 Tiers of ``method="auto"``, each run only on the stars the previous ones left (compacted
 and padded to 8 × 4^k stars, so each bucket size compiles once): (1) multi-start MAP +
 Laplace per mode; (2) PSIS importance sampling from a Student-t mixture over the modes,
-accepted where k̂ ≤ 0.7 and ESS ≥ 200, then up to ``len(n_importance_refit)`` more rounds
+accepted where k̂ ≤ 0.5 (``pareto_k_first``) and ESS ≥ 200, then, with k̂ ≤ 0.7, up to
+``len(n_importance_refit)`` more rounds
 from a proposal refitted to the previous round's weighted draws and
 ``len(n_importance_kernel)`` rounds from a kernel mixture on them; (3) fixed-length HMC
 whitened by that proposal (chains split over the top-2 modes), accepted where R̂ ≤ 1.01
@@ -18,8 +19,12 @@ mixture on the chains' draws meets the PSIS bar (method ``hmc+psis``; the same a
 each later MCMC tier); then the convergence rule: a star still failing
 whose modes carry weight (≥ 2 modes with mass ≥ ``min_mode_weight``: importance mass, or
 Laplace evidence where PSIS fails) is flagged ``multimodal`` and keeps its mode-weighted
-draws; the others go on to (4) longer HMC and (5) NUTS, and are flagged ``not_converged``
-if those fail too. The ``converged`` column says whether the star met the bar.
+draws; the others go on to (4) longer HMC, (5) NUTS and (6) a second NUTS run pooled
+with the first (twice the chains and draws for R̂ and ESS). A star that fails them all
+has its modes looked for where its chains ended (damped Newton from each chain's last
+draw): chains in ≥ 2 weighty mode groups make it ``multimodal``, each group's chains
+sharing the group's Laplace mass; otherwise it is flagged ``not_converged``. The
+``converged`` column says whether the star met the bar.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ FLAGS = (
     "outside_validity",  # training density at the MAP < validity_min
     "chi2",  # χ²/dof at the MAP > chi2_max
     "multimodal",  # ≥ 2 modes with ≥ min_mode_weight, or failed the bar with ≥ 2 modes
-    "not_converged",  # one mode, and even the longer NUTS run failed the ESS/R̂ bar
+    "not_converged",  # one mode, and even the pooled NUTS runs failed the ESS/R̂ bar
     "map_not_converged",  # no start reached a local maximum
 )
 
@@ -216,12 +221,18 @@ def _subset(tree, sel):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[sel]), tree)
 
 
-def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
+def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx, pool=None):
     """Whitened HMC or NUTS for stars ``idx`` only (compacted, padded: :func:`_bucket`);
     chains split over their top-2 modes. ``modes`` gives each mode's centre and
     whitening (the Laplace modes, or the refitted importance-sampling proposal).
 
-    Returns (draws (n, C, D, 6) physical, ok (n,), rhat (n,), ess (n,), ndiv (n,), chain
+    ``kind="nuts_more"`` is a second NUTS run (other keys, the same compiled program)
+    whose chains are pooled with ``pool`` = (physical draws, z draws, divergences) of
+    the first NUTS run on the same stars, so R̂ and ESS are judged on twice the chains
+    and draws. The stars that reach it have a single weighty mode (the convergence
+    rule), so every pooled chain starts from it.
+
+    Returns (draws (n, C, D, 6) physical, ok (n,), rhat (n,), ess (n,), ndiv (n, C), chain
     weights (n, C), z draws (n, C, D, 5), mode slot of each chain (n, C))."""
     import jax
     import jax.numpy as jnp
@@ -242,7 +253,7 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     chain_mode = np.where(two[:, None] & (np.arange(c)[None] >= c // 2), top[:, 1:2], top[:, :1])
     zc = np.take_along_axis(np.asarray(modes.z)[sel], chain_mode[..., None], 1)
     sc = np.take_along_axis(np.asarray(modes.scale)[sel], chain_mode[..., None, None], 1)
-    salt = {"hmc": 7, "hmc_long": 13, "nuts": 7}[kind]
+    salt = {"hmc": 7, "hmc_long": 13, "nuts": 7, "nuts_more": 19}[kind]
     ks = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, salt), c))(
         jnp.asarray(keys[sel])
     )
@@ -268,6 +279,11 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
         )  # fmt: skip
     phys = np.asarray(physical_draws(post, zs))[:n]  # the posterior's dtype
     chain_mode, two = chain_mode[:n], two[:n]
+    zs, ndiv = np.asarray(zs)[:n], np.asarray(ndiv)[:n]
+    if pool is not None:
+        phys, zs, ndiv = (np.concatenate([a, b], 1) for a, b in zip(pool, (phys, zs, ndiv)))
+        chain_mode = np.concatenate([chain_mode, chain_mode], 1)
+        two, c = np.zeros(n, bool), 2 * c
     # diagnostics within each mode's chains (the mode's chains are a block of c/2 or c)
     rhat = np.zeros(n)
     ess = np.full(n, np.inf)
@@ -286,8 +302,7 @@ def _run_mcmc(kind, post, stars, modes, mode_mass, keys, config, idx):
     w_chain = np.where(
         two[:, None], w_mode / np.maximum(w_mode.sum(1, keepdims=True), 1e-300), 1.0 / c
     )
-    zs = np.asarray(zs)[:n]
-    return phys, ok, rhat, ess, np.asarray(ndiv)[:n].sum(1), w_chain, zs, chain_mode
+    return phys, ok, rhat, ess, ndiv, w_chain, zs, chain_mode
 
 
 def _is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
@@ -349,7 +364,8 @@ def _mode_mass(w, assign, k_modes):
 
 def _psis_tier(post, stars, modes, keys, config, n, res):
     """Importance sampling in rounds: the Laplace-mixture proposal for every star, then,
-    for the stars that fail the bar (k̂ ≤ pareto_k_max and ESS ≥ ess_min), a proposal
+    for the stars that fail the bar (k̂ ≤ pareto_k_max, in the first round
+    pareto_k_first, and ESS ≥ ess_min), a proposal
     refitted to their previous round's weighted draws (:func:`refit_proposal`) with
     ``n_importance_refit[r]`` draws in round r + 1, on those stars only; then rounds of
     ``n_importance_kernel`` draws from a defensive kernel mixture on the previous
@@ -370,7 +386,7 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
     if not mcmc_all:
         rounds += [(s, "refit") for s in config.n_importance_refit]
         rounds += [(s, "kernel") for s in config.n_importance_kernel]
-    idx, prev = np.arange(n), None
+    idx, prev, held = np.arange(n), None, None
     for r, (n_draws, kind) in enumerate(rounds):
         if len(idx) == 0:
             break
@@ -396,10 +412,25 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
         good_k = np.isfinite(khat) & (khat <= config.pareto_k_max)
         mode_mass[idx[good_k]] = _mode_mass(w[good_k], assign[good_k], k_modes)
         ok = good_k & (ess >= config.ess_min) & (not mcmc_all)
+        if r == 0 and len(rounds) > 1:
+            # met the bar, but with pareto_k_first < k̂: held, and given one refitted
+            # round, which stands only if it meets the bar with a k̂ no larger
+            hold = ok & (khat > config.pareto_k_first)
+            held = (idx[hold], phys[hold], w[hold], khat[hold], ess[hold])
+            held += (mode_mass[idx[hold]].copy(),)
+            ok &= ~hold
         final = ok | ((r == len(rounds) - 1) & (config.method == "laplace"))
         res.set_draws(idx[final], phys[final], w[final], "psis")
         res.cols["ess_min"][idx[final]] = ess[final]
         res.cols["pareto_k"][idx] = khat
+        if r == 1 and len(held[0]):
+            at = np.searchsorted(idx, held[0])
+            back = ~ok[at]
+            ok[at] = final[at] = True
+            rows = held[0][back]
+            res.set_draws(rows, held[1][back], held[2][back], "psis")
+            res.cols["ess_min"][rows], res.cols["pareto_k"][rows] = held[4][back], held[3][back]
+            mode_mass[rows] = held[5][back]
         res.met[idx[ok]] = True
         standing[idx[final]] = True
         prev = (x[~final], slw[~final], assign[~final])
@@ -484,8 +515,52 @@ def _mcmc_tiers(config):
     if config.method == "laplace":
         return ()
     if config.method == "nuts":
-        return ("nuts",)
-    return ("hmc", "hmc_long", "nuts") if config.escalate else ("hmc",)
+        return ("nuts", "nuts_more") if config.escalate else ("nuts",)
+    return ("hmc", "hmc_long", "nuts", "nuts_more") if config.escalate else ("hmc",)
+
+
+def _chain_modes(post, stars, config, rows, phys, zs, res, mode_mass, nm):
+    """Modes found by MCMC chains, for stars ``rows`` that failed every tier with a single
+    weighty mode: damped Newton from each chain's last draw, Laplace mass per mode group
+    (:func:`bayesdsm.infer._laplace.find_modes`), each chain assigned to the group of
+    the mode nearest its last draw. A star whose chains sit in ≥ 2 groups of mass
+    ≥ ``min_mode_weight`` gets its draws reweighted (each group's chains share its mass)
+    and ``nm`` ≥ 2 (the ``multimodal`` flag); ``mode_mass`` gets the groups' masses,
+    largest first. Updates ``res``, ``mode_mass`` and ``nm`` in place."""
+    import jax.numpy as jnp
+
+    from bayesdsm.infer._laplace import find_modes
+
+    n, c, d = zs.shape[:3]
+    pad = np.concatenate([np.arange(n), np.zeros(_bucket(n) - n, int)])
+    starts = np.array(zs[:, :, -1], np.float64)
+    starts[..., 4] = np.abs(starts[..., 4])
+    found = find_modes(
+        post, _subset(stars, rows[pad]), c, config.map_steps, config.mode_barrier,
+        starts=jnp.asarray(starts[pad], post.dtype),
+    )  # fmt: skip
+    z, valid = np.asarray(found.z, np.float64)[:n], np.asarray(found.valid)[:n]
+    inv_scale = np.asarray(found.inv_scale, np.float64)[:n]
+    group, mass = np.asarray(found.group)[:n], np.exp(np.asarray(found.log_weight, np.float64))[:n]
+    k_keep = mode_mass.shape[1]
+    for i, r in enumerate(rows):
+        # each chain's mode: the valid mode nearest its last draw (Mahalanobis)
+        dz = starts[i][:, None, :] - z[i][None, :, :]  # (chain, mode, 5)
+        dist = np.sum(np.einsum("kab,ckb->cka", inv_scale[i], dz) ** 2, -1)
+        near = np.argmin(np.where(valid[i][None, :], dist, np.inf), 1)
+        g = group[i][near]  # (C,) the group of each chain
+        g_mass = {k: mass[i][group[i] == k].sum() for k in np.unique(g)}
+        weighty = [k for k, v in g_mass.items() if v >= config.min_mode_weight]
+        if len(weighty) < 2:
+            continue
+        w_chain = np.array([g_mass[k] / np.sum(g == k) for k in g])
+        w = np.repeat(w_chain / (w_chain.sum() * d), d)
+        draws = phys[i : i + 1].reshape(1, c * d, 6)
+        res.set_draws(rows[i : i + 1], draws, w[None], res.cols["method"][r])
+        masses = np.sort(list(g_mass.values()))[::-1][:k_keep] / sum(g_mass.values())
+        mode_mass[r] = 0.0
+        mode_mass[r, : len(masses)] = masses
+        nm[r] = len(weighty)
 
 
 def infer_arrays(
@@ -525,7 +600,7 @@ def infer_arrays(
     standing, slot_mass, prop = _psis_tier(post, js, modes, keys, config, n, res)
     mode_mass = _group_mass(slot_mass, modes.group, n)
     nm = np.sum(mode_mass >= config.min_mode_weight, 1)
-    todo = np.nonzero(~standing)[0]
+    todo, last = np.nonzero(~standing)[0], None
     for t, kind in enumerate(_mcmc_tiers(config)):
         if t > 0:
             # the convergence rule: a star failing the bar whose modes carry weight (≥ 2
@@ -534,14 +609,19 @@ def infer_arrays(
             todo = todo[nm[todo] < 2]
         if len(todo) == 0:
             break
+        pool = None
+        if kind == "nuts_more":  # the first NUTS run's chains of the stars still failing
+            at = np.searchsorted(last[0], todo)
+            pool = tuple(a[at] for a in last[1:])
         phys, ok, rhat, ess, ndiv, wc, zs, chain_mode = _run_mcmc(
-            kind, post, js, prop, mode_mass, keys, config, todo
+            kind, post, js, prop, mode_mass, keys, config, todo, pool
         )
+        last = (todo, phys, zs, ndiv)
         c, d = phys.shape[1], phys.shape[2]
         wd = np.repeat(wc[:, :, None] / d, d, axis=2).reshape(len(todo), c * d)
         res.set_draws(todo, phys.reshape(len(todo), c * d, 6), wd, kind)
         res.cols["rhat_max"][todo], res.cols["ess_min"][todo] = rhat, ess
-        res.cols["n_divergent"][todo] = ndiv
+        res.cols["n_divergent"][todo] = ndiv.sum(1)
         res.met[todo[ok]] = True
         if config.n_importance_mcmc > 0 and not ok.all():
             # importance sampling from a kernel mixture on the failed chains' draws
@@ -561,6 +641,12 @@ def infer_arrays(
             res.met[rows] = True
             ok[bad[saved]] = True
         todo = todo[~ok]
+    todo = todo[nm[todo] < 2]
+    if len(todo) and last is not None:
+        # chains that ended in different modes the multi-start MAP missed: find those
+        # modes from the chains and weight them (else the star is not_converged)
+        at = np.searchsorted(last[0], todo)
+        _chain_modes(post, js, config, todo, last[1][at], last[2][at], res, mode_mass, nm)
     for r in todo[nm[todo] < 2]:
         flags[r].add("not_converged")
     # --- per-star checks at the best mode

@@ -162,9 +162,10 @@ def _whitening(ev, vec):
 
 
 def _one_star_modes(
-    post: Posterior, star: StarArrays, n_starts: int, n_steps: int, barrier: float = 1.0
+    post: Posterior, star: StarArrays, n_starts: int, n_steps: int, barrier: float = 1.0, z0=None
 ):
-    z0 = initial_points(post, star, n_starts)
+    if z0 is None:
+        z0 = initial_points(post, star, n_starts)
     z, logp, g = jax.vmap(lambda z0: _newton(post, star, z0, n_steps))(z0)
     z = z.at[:, 4].set(jnp.abs(z[:, 4]))  # the two mirror halves are one mode (E = |e|)
     h = jax.vmap(jax.hessian(lambda q: -post(q, star)))(z)
@@ -213,6 +214,7 @@ def find_modes(
     n_starts: int = 6,
     n_steps: int = 25,
     barrier: float = 1.0,
+    starts=None,
 ):
     """Multi-start MAP + Laplace for a batch of stars (leading axis of ``stars``).
 
@@ -220,12 +222,22 @@ def find_modes(
         n_starts: starts per star (:data:`STARTS`); n_steps: damped-Newton steps.
         barrier: modes joined by a path whose ln p dips less than this [nats] below the
             lower mode form one group (see the module doc).
+        starts: optional (N, n_starts, 5) starting z per star instead of :data:`STARTS`
+            (e.g. where MCMC chains ended).
     Returns:
         :class:`LaplaceModes`, with modes below no weight threshold yet.
     """
+    if starts is not None:
+        return _modes_from_jit(post, stars, starts, n_steps, float(barrier))
     return _find_modes_jit(post, stars, n_starts, n_steps, float(barrier))
 
 
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def _find_modes_jit(post, stars, n_starts, n_steps, barrier):
     return jax.vmap(lambda s: _one_star_modes(post, s, n_starts, n_steps, barrier))(stars)
+
+
+@partial(jax.jit, static_argnums=(3, 4))
+def _modes_from_jit(post, stars, starts, n_steps, barrier):
+    k = starts.shape[1]
+    return jax.vmap(lambda s, z0: _one_star_modes(post, s, k, n_steps, barrier, z0))(stars, starts)

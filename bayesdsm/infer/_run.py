@@ -101,7 +101,8 @@ def infer_catalog(model, catalog, config: InferConfig | None = None, *, theta_de
     ``n_divergent``, ``pareto_k``, ``n_modes``, ``mode_weight_2``, ``chi2_dof``,
     ``validity`` (training density at the MAP), ``converged`` (met the ESS/R̂ or PSIS
     bar; every star that did not is flagged ``multimodal`` or ``not_converged``),
-    ``method`` (psis/hmc/hmc_long/nuts) and ``flags`` (comma-separated, see
+    ``method`` (psis, hmc, hmc_long, nuts, nuts_more: the tier whose draws stand, with
+    ``+psis`` where a PSIS round on its chains met the bar) and ``flags`` (comma-separated, see
     :data:`FLAGS`).
     """
     from astropy.table import vstack
