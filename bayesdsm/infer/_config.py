@@ -39,10 +39,12 @@ class InferConfig:
             this [nats] below the lower one are one mode group (masses add up; see
             :mod:`bayesdsm.infer._laplace`).
         n_importance: Laplace-mixture proposal draws per star for PSIS (first round).
-        pareto_k_first: the first round's k̂ bar (stricter than ``pareto_k_max``, which
-            every later round uses): a star whose Laplace-mixture weights have
-            ``pareto_k_first`` < k̂ ≤ ``pareto_k_max`` goes on to the refitted rounds
-            rather than standing on weights that heavy-tailed.
+        pareto_k_first: the first round's k̂ bar. A star whose Laplace-mixture weights
+            meet the bar with ``pareto_k_first`` < k̂ ≤ ``pareto_k_max`` is held for one
+            refitted round, whose draws stand if they meet the bar (else the first
+            round's do): weights that heavy-tailed mark a proposal that has missed part
+            of the posterior's tails, and such stars' intervals covered the truth least
+            often.
         n_importance_refit: draws of each further PSIS round, from a proposal refitted
             to the previous round's weighted draws (only stars still failing the bar).
         refit_inflate: covariance inflation of the refitted proposal.

@@ -9,10 +9,10 @@ partitions, chunks, batches).
 Tiers of ``method="auto"``, each run only on the stars the previous ones left (compacted
 and padded to 8 × 4^k stars, so each bucket size compiles once): (1) multi-start MAP +
 Laplace per mode; (2) PSIS importance sampling from a Student-t mixture over the modes,
-accepted where k̂ ≤ 0.5 (``pareto_k_first``) and ESS ≥ 200, then, with k̂ ≤ 0.7, up to
-``len(n_importance_refit)`` more rounds
-from a proposal refitted to the previous round's weighted draws and
-``len(n_importance_kernel)`` rounds from a kernel mixture on them; (3) fixed-length HMC
+accepted where k̂ ≤ 0.7 and ESS ≥ 200 (a star with k̂ > 0.5, ``pareto_k_first``, is held
+for one refitted round, whose draws stand if they meet that bar), then up to
+``len(n_importance_refit)`` more rounds from a proposal refitted to the previous round's
+weighted draws and ``len(n_importance_kernel)`` rounds from a kernel mixture on them; (3) fixed-length HMC
 whitened by that proposal (chains split over the top-2 modes), accepted where R̂ ≤ 1.01
 and bulk/tail ESS ≥ 200 within every mode, or else where one PSIS round from a kernel
 mixture on the chains' draws meets the PSIS bar (method ``hmc+psis``; the same after
