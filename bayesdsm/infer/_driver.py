@@ -12,19 +12,19 @@ Laplace per mode; (2) PSIS importance sampling from a Student-t mixture over the
 accepted where k̂ ≤ 0.7 and ESS ≥ 200 (a star with k̂ > 0.5, ``pareto_k_first``, is held
 for one refitted round, whose draws stand if they meet that bar), then up to
 ``len(n_importance_refit)`` more rounds from a proposal refitted to the previous round's
-weighted draws and ``len(n_importance_kernel)`` rounds from a kernel mixture on them; (3) fixed-length HMC
-whitened by that proposal (chains split over the top-2 modes), accepted where R̂ ≤ 1.01
-and bulk/tail ESS ≥ 200 within every mode, or else where one PSIS round from a kernel
-mixture on the chains' draws meets the PSIS bar (method ``hmc+psis``; the same after
-each later MCMC tier); then the convergence rule: a star still failing
-whose modes carry weight (≥ 2 modes with mass ≥ ``min_mode_weight``: importance mass, or
-Laplace evidence where PSIS fails) is flagged ``multimodal`` and keeps its mode-weighted
-draws; the others go on to (4) longer HMC, (5) NUTS and (6) a second NUTS run pooled
-with the first (twice the chains and draws for R̂ and ESS). A star that fails them all
-has its modes looked for where its chains ended (damped Newton from each chain's last
-draw): chains in ≥ 2 weighty mode groups make it ``multimodal``, each group's chains
-sharing the group's Laplace mass; otherwise it is flagged ``not_converged``. The
-``converged`` column says whether the star met the bar.
+weighted draws and ``len(n_importance_kernel)`` rounds from a kernel mixture on them;
+(3) fixed-length HMC whitened by that proposal (chains split over the top-2 modes),
+accepted where R̂ ≤ 1.01 and bulk/tail ESS ≥ 200 within every mode, or else where one
+PSIS round from a kernel mixture on the chains' draws meets the PSIS bar (method
+``hmc+psis``; the same after each later MCMC tier); then the convergence rule: a star
+still failing whose modes carry weight (≥ 2 modes with mass ≥ ``min_mode_weight``:
+importance mass, or Laplace evidence where PSIS fails) is flagged ``multimodal`` and
+keeps its mode-weighted draws; the others go on to (4) longer HMC, (5) NUTS and (6) a
+second NUTS run pooled with the first (twice the chains and draws for R̂ and ESS). A
+star that fails them all has its modes looked for where its chains ended (damped Newton
+from each chain's last draw): chains in ≥ 2 weighty mode groups make it ``multimodal``,
+each group's chains sharing the group's Laplace mass; otherwise it is flagged
+``not_converged``. The ``converged`` column says whether the star met the bar.
 """
 
 from __future__ import annotations
