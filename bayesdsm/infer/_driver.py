@@ -364,8 +364,9 @@ def _mode_mass(w, assign, k_modes):
 
 def _psis_tier(post, stars, modes, keys, config, n, res):
     """Importance sampling in rounds: the Laplace-mixture proposal for every star, then,
-    for the stars that fail the bar (k̂ ≤ pareto_k_max, in the first round
-    pareto_k_first, and ESS ≥ ess_min), a proposal
+    for the stars that fail the bar (k̂ ≤ pareto_k_max and ESS ≥ ess_min; a star meeting
+    it in the first round with k̂ > pareto_k_first is held for the second round only,
+    whose draws stand if they meet it), a proposal
     refitted to their previous round's weighted draws (:func:`refit_proposal`) with
     ``n_importance_refit[r]`` draws in round r + 1, on those stars only; then rounds of
     ``n_importance_kernel`` draws from a defensive kernel mixture on the previous
@@ -413,8 +414,8 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
         mode_mass[idx[good_k]] = _mode_mass(w[good_k], assign[good_k], k_modes)
         ok = good_k & (ess >= config.ess_min) & (not mcmc_all)
         if r == 0 and len(rounds) > 1:
-            # met the bar, but with pareto_k_first < k̂: held, and given one refitted
-            # round, which stands only if it meets the bar with a k̂ no larger
+            # met the bar, but with pareto_k_first < k̂: held for one refitted round,
+            # whose draws stand if they meet the bar (else these do)
             hold = ok & (khat > config.pareto_k_first)
             held = (idx[hold], phys[hold], w[hold], khat[hold], ess[hold])
             held += (mode_mass[idx[hold]].copy(),)
