@@ -228,7 +228,13 @@ def configure_infer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theta-prior", default="density", choices=("density", "flat"))
     p.add_argument("--idata", default=None, help="folder for ArviZ InferenceData per chunk")
     p.add_argument("--preset", default=None, help="column preset of the catalog")
-    p.add_argument("--method", default="auto", choices=("auto", "laplace", "hmc", "nuts"))
+    p.add_argument(
+        "--method",
+        default="auto",
+        choices=("auto", "laplace", "hmc", "nuts"),
+        help="auto: MAP + Laplace, PSIS rounds, then MCMC where they fail (with "
+        "--theta-prior flat: hmc, MCMC for every star)",
+    )
     p.add_argument("--chunk", type=int, default=2048, help="stars per output chunk")
     p.add_argument("--seed", type=int, default=0)
     from bayesdsm.batch import add_scheduler_arguments

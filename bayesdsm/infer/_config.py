@@ -29,7 +29,8 @@ class InferConfig:
         min_bands: fewer observed bands flags the star ``prior_dominated``.
     Sampling:
         method: ``"auto"`` (MAP+Laplace → PSIS rounds → whitened HMC → longer HMC →
-            NUTS fallbacks),
+            NUTS fallbacks; under ``theta_prior="flat"`` it runs as ``"hmc"``, whose
+            [Fe/H] intervals are calibrated there and PSIS's are not),
             ``"laplace"`` (MAP+Laplace+PSIS rounds only, no MCMC), ``"hmc"`` (whitened HMC
             for every star, longer HMC and NUTS fallbacks) or ``"nuts"`` (NUTS for every
             star).
