@@ -233,7 +233,10 @@ class TrainConfig:
             clump) stay out of it. p_pop is the kernel density of the training θ̂
             (:func:`population_prior`), itself broadened by the θ̂ errors, so the shrinkage
             is partial (for a Gaussian population of variance S and errors C: C/(S + 2C)
-            of the offset instead of C/(S + C)).
+            of the offset instead of C/(S + C)). On the 195k MIST survey it made every
+            item worse (dwarfs' M_G 0.097 vs 0.024 mag, giants 2.9× vs 2.3×): the MAPs
+            pile onto the dense ridges and empty the subgiant branch and the clump's
+            wings, where M(θ) then goes wrong (BENCHMARKS.md).
         latent_population_bandwidth: the kernel σ (K, dex, dex) of p_pop; its grid
             spacing equals the bandwidth.
         latent_population_floor: p_pop (peak 1) is floored additively, ln(p + floor), so
@@ -243,7 +246,10 @@ class TrainConfig:
             ``"normal"`` (a mean-field Gaussian q per star, so the network's gradient is
             averaged over the star's θ posterior rather than taken at its mode: the
             latent θ are marginalised, not maximised; beyond the paper, off by default).
-            ``theta_latent`` and the covariance rebuilds use q's mean.
+            ``theta_latent`` and the covariance rebuilds use q's mean. On the 195k MIST
+            survey it brings back the regression dilution that the MAP removes (dwarfs'
+            M_G 0.149 mag, +0.24 at log g 3.8-4.1): the draws θ ~ q carry θ̂'s own error
+            in log g (BENCHMARKS.md).
         init_bias_from_data: start the output layer's bias at the training stars' median
             M_G (from parallaxes) and colours (not in the paper, which starts Keras'
             zero bias; it only shortens the first epochs).
