@@ -23,6 +23,7 @@ measured on the TEST split (held-out stars, at their true θ):
     python benchmarks/accept_train.py --n 20000 --iterations 5 --epochs 10 --emulator-truth
     python benchmarks/accept_train.py --catalog C --evaluate /tmp/run   # re-score a saved run
     python benchmarks/accept_train.py --catalog C --oracle --set 'hidden=[32,32]'
+    python benchmarks/accept_train.py --catalog C --oracle --oracle-weights likelihood
 
 ``--oracle`` is the capacity oracle: no survey fit, but the stellar network fitted by
 least squares to the truth itself (true θ → true M_G and zero-extinction colours, equal
@@ -165,9 +166,32 @@ def metrics(cat, emu, validity, split, ebv, ebv_err) -> dict:
     return out
 
 
-def oracle(cat, tc) -> dict:
+def oracle_weights(cat, tr, ok, kind: str):
+    """Per-target weights (n, 1 + colours) of the oracle on rows ``tr``: ``equal`` (1 where
+    finite), ``likelihood`` (M_G by 1/σ_μ², σ_μ at the true distance, 0 without a
+    parallax; X − G by 1/(σ_X² + σ_G²), 0 where unobserved) or ``mg_only`` (M_G as
+    ``likelihood``, colours equal); normalised to mean 1 over the finite targets."""
+    if kind == "equal":
+        return ok.astype(float)
+    err = np.asarray(cat.mag_err, np.float64)[tr]
+    obs = np.asarray(cat.observed, bool)[tr]
+    wc = np.where(obs[:, 1:] & obs[:, :1], 1.0 / (err[:, 1:] ** 2 + err[:, :1] ** 2), 0.0)
+    plx_true = 10 ** ((10 - np.asarray(cat.extra["true_mu"], np.float64)[tr]) / 5)
+    s_mu = 5 / np.log(10) * np.asarray(cat.parallax_err, np.float64)[tr] / plx_true
+    has_plx = np.isfinite(s_mu) & np.isfinite(np.asarray(cat.parallax, np.float64)[tr])
+    wm = np.where(has_plx, 1 / np.where(has_plx, s_mu, 1.0) ** 2, 0.0)
+    if kind == "mg_only":
+        w = np.concatenate([wm[:, None] / np.mean(wm[wm > 0]), np.ones_like(wc)], 1)
+    else:
+        w = np.concatenate([wm[:, None], wc], 1)
+    w = np.where(np.isfinite(w) & ok, w, 0.0)
+    return w / np.mean(w[ok])
+
+
+def oracle(cat, tc, weights: str = "equal") -> dict:
     """Capacity oracle (``--oracle``): the stellar network of ``tc`` fitted by least
-    squares to the truth on the training split with ``tc``'s schedule; its metrics."""
+    squares to the truth on the training split with ``tc``'s schedule, each target
+    weighted as :func:`oracle_weights` ``weights`` says; its metrics."""
     import equinox as eqx
     import optax
 
@@ -189,7 +213,8 @@ def oracle(cat, tc) -> dict:
     start = jnp.asarray(np.nanmedian(np.where(ok, y, np.nan), 0), jnp.float32)
     net = eqx.tree_at(lambda n: n.layers[-1].bias, emu.stellar, start)
     x = jax.vmap(emu.normalizer)(jnp.asarray(th[tr], jnp.float32))
-    y, w = jnp.asarray(np.where(ok, y, 0.0), jnp.float32), jnp.asarray(ok, jnp.float32)
+    w = jnp.asarray(oracle_weights(cat, tr, ok, weights), jnp.float32)
+    y = jnp.asarray(np.where(ok, y, 0.0), jnp.float32)
     params, static = eqx.partition(net, eqx.is_array)
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=tc.learning_rate)
     ost = opt.init(params)
@@ -244,6 +269,9 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", help="training checkpoint (resumed if it exists)")
     ap.add_argument("--oracle", action="store_true",
                     help="fit the stellar network to the truth (capacity oracle)")  # fmt: skip
+    ap.add_argument("--oracle-weights", default="equal",
+                    choices=("equal", "likelihood", "mg_only"),
+                    help="the oracle's target weights (see oracle_weights)")  # fmt: skip
     args = ap.parse_args(argv)
     from bayesdsm.catalog import read_catalog
     from bayesdsm.cuts import prepare
@@ -289,7 +317,8 @@ def main(argv=None) -> int:
                      seed=args.seed, **extra)  # fmt: skip
     if args.oracle:
         t2 = time.perf_counter()
-        out = {"oracle": True, "n": len(cat), "set": args.set, **oracle(cat, tc)}
+        out = {"oracle": True, "n": len(cat), "set": args.set,
+               "weights": args.oracle_weights, **oracle(cat, tc, args.oracle_weights)}  # fmt: skip
         print(json.dumps({**out, "oracle_s": time.perf_counter() - t2}), flush=True)
         return 0
     deadline = None if args.deadline_min is None else time.time() + 60 * args.deadline_min
