@@ -536,22 +536,9 @@ def population_prior(theta, bandwidth=(50.0, 0.05, 0.05), floor=1e-3, *,
 def log_population(pop: PopulationPrior, theta):
     """ln p_pop at θ (..., 3): trilinear interpolation of the floored density, clamped to
     the grid (constant beyond its edge, where it is the floor). JAX-traceable."""
-    n = pop.density.shape
-    lo, frac = [], []
-    for j in range(3):
-        u = jnp.clip((theta[..., j] - pop.origin[j]) / pop.step[j], 0.0, n[j] - 1.0)
-        i0 = jnp.clip(jnp.floor(u), 0, n[j] - 2).astype(jnp.int32)
-        lo.append(i0)
-        frac.append(u - i0)
-    out = 0.0
-    for dt in (0, 1):
-        wt = frac[0] if dt else 1.0 - frac[0]
-        for dg in (0, 1):
-            wg = frac[1] if dg else 1.0 - frac[1]
-            for df in (0, 1):
-                wf = frac[2] if df else 1.0 - frac[2]
-                out = out + wt * wg * wf * pop.density[lo[0] + dt, lo[1] + dg, lo[2] + df]
-    return jnp.log(out)
+    from bayesdsm.validity import trilinear
+
+    return jnp.log(trilinear(pop.density, pop.origin, pop.step, theta)[0])
 
 
 def latent_theta_model(

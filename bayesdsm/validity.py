@@ -35,6 +35,7 @@ __all__ = [
     "default_axes",
     "compute_validity",
     "validity_at",
+    "trilinear",
     "from_green2020",
 ]
 
@@ -198,24 +199,40 @@ def validity_at(grid: ValidityGrid, theta, name: str):
     """
     theta = jnp.asarray(theta)
     dens = jnp.asarray(grid.density[grid.index(name)], theta.dtype)
-    n = dens.shape
+    origin = [float(a[0]) for a in grid.axes]
+    step = [float(a[1] - a[0]) for a in grid.axes]
+    out, inside = trilinear(dens, origin, step, theta)
+    return jnp.where(inside, out, jnp.zeros((), theta.dtype))
+
+
+def trilinear(density, origin, step, theta):
+    """Trilinear interpolation of a density on a regular grid at θ (..., 3), θ clamped to
+    the grid (so constant beyond its edges), and whether θ lies inside it. JAX-traceable.
+
+    Args:
+        density: (n0, n1, n2) values at the nodes; origin, step: (3,) first node and
+            spacing per axis.
+    Returns:
+        ((...,) values in the dtype of ``density``, (...,) bool inside).
+    """
+    n = density.shape
     lo, frac, inside = [], [], True
     for j in range(3):
-        a = grid.axes[j]
-        u = (theta[..., j] - float(a[0])) / float(a[1] - a[0])
+        u = (theta[..., j] - origin[j]) / step[j]
         inside = inside & (u >= 0) & (u <= n[j] - 1)
+        u = jnp.clip(u, 0.0, n[j] - 1.0)
         i0 = jnp.clip(jnp.floor(u), 0, n[j] - 2).astype(jnp.int32)
         lo.append(i0)
-        frac.append(jnp.clip(u - i0, 0.0, 1.0))
-    out = jnp.zeros(theta.shape[:-1], theta.dtype)
+        frac.append(u - i0)
+    out = jnp.zeros(theta.shape[:-1], density.dtype)
     for dt in (0, 1):
         wt = frac[0] if dt else 1.0 - frac[0]
         for dg in (0, 1):
             wg = frac[1] if dg else 1.0 - frac[1]
             for df in (0, 1):
                 wf = frac[2] if df else 1.0 - frac[2]
-                out = out + wt * wg * wf * dens[lo[0] + dt, lo[1] + dg, lo[2] + df]
-    return jnp.where(inside, out, jnp.zeros((), theta.dtype))
+                out = out + wt * wg * wf * density[lo[0] + dt, lo[1] + dg, lo[2] + df]
+    return out, inside
 
 
 def from_green2020(directory) -> ValidityGrid:
