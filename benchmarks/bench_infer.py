@@ -24,6 +24,23 @@ import time
 import numpy as np
 
 
+def green2020_setup(cfg):
+    """(posterior, θ of the dev stars): the released Green 2020 model as a
+    :class:`~bayesdsm.infer.Posterior` under ``cfg`` with its training-density θ prior,
+    and the 5,000 dev stars' spectroscopic θ (N, 3) that simulated stars are drawn at."""
+    import h5py
+    import jax.numpy as jnp
+
+    from bayesdsm.green2020 import load_green2020_density, load_green2020_emulator
+    from bayesdsm.infer import build_posterior
+
+    d = os.environ.get("BAYESDSM_GREEN2020_DIR", "/work/shared/green2020")
+    with h5py.File(os.path.join(d, "green2020_test_data_dev.h5")) as f:
+        dev = np.asarray(f["data"]["atm_param"], np.float64)
+    emu = load_green2020_emulator(d, jnp.float32)
+    return build_posterior(emu, cfg, theta_density=load_green2020_density(d)), dev
+
+
 def _stars(post, n, rng, dev):
     from bayesdsm.infer import simulate_stars
 
@@ -44,21 +61,13 @@ def _map_worker(rank, n_procs, n, batch, barrier, out):
     os.environ.update(LOCAL_WORKER_ENV)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {rank % os.cpu_count()})
-    import h5py
     import jax
-    import jax.numpy as jnp
 
-    from bayesdsm.green2020 import load_green2020_density, load_green2020_emulator
-    from bayesdsm.infer import InferConfig, build_posterior, find_modes
+    from bayesdsm.infer import InferConfig, find_modes
     from bayesdsm.infer._driver import _cast
 
-    d = os.environ.get("BAYESDSM_GREEN2020_DIR", "/work/shared/green2020")
-    with h5py.File(os.path.join(d, "green2020_test_data_dev.h5")) as f:
-        dev = np.asarray(f["data"]["atm_param"], np.float64)
     cfg = InferConfig(batch_size=batch)
-    post = build_posterior(
-        load_green2020_emulator(d, jnp.float32), cfg, theta_density=load_green2020_density(d)
-    )
+    post, dev = green2020_setup(cfg)
     stars = _stars(post, n, np.random.default_rng(0), dev)
     mine = np.array_split(np.arange(n), n_procs)[rank]
     chunks = [mine[i : i + batch] for i in range(0, len(mine), batch)]
@@ -126,28 +135,14 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
 
-    import h5py
     import jax
     import jax.numpy as jnp
 
-    from bayesdsm.green2020 import load_green2020_density, load_green2020_emulator
-    from bayesdsm.infer import (
-        InferConfig,
-        build_posterior,
-        find_modes,
-        infer_arrays,
-        nuts_one_star,
-        warm_up,
-    )
+    from bayesdsm.infer import InferConfig, find_modes, infer_arrays, nuts_one_star, warm_up
     from bayesdsm.infer._driver import _run_mcmc
 
-    d = os.environ.get("BAYESDSM_GREEN2020_DIR", "/work/shared/green2020")
-    with h5py.File(os.path.join(d, "green2020_test_data_dev.h5")) as f:
-        dev = np.asarray(f["data"]["atm_param"], np.float64)
     cfg = InferConfig(batch_size=args.batch)
-    post = build_posterior(
-        load_green2020_emulator(d, jnp.float32), cfg, theta_density=load_green2020_density(d)
-    )
+    post, dev = green2020_setup(cfg)
     rng = np.random.default_rng(0)
     stars = _stars(post, args.n, rng, dev)
     ids = np.arange(args.n)

@@ -30,22 +30,13 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import h5py
-    import jax.numpy as jnp
-
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_infer import _stars
+    from bench_infer import _stars, green2020_setup
 
-    from bayesdsm.green2020 import load_green2020_density, load_green2020_emulator
-    from bayesdsm.infer import InferConfig, build_posterior, infer_arrays, warm_up
+    from bayesdsm.infer import InferConfig, infer_arrays, warm_up
 
-    d = os.environ.get("BAYESDSM_GREEN2020_DIR", "/work/shared/green2020")
-    with h5py.File(os.path.join(d, "green2020_test_data_dev.h5")) as f:
-        dev = np.asarray(f["data"]["atm_param"], np.float64)
     cfg = InferConfig(batch_size=args.batch)
-    post = build_posterior(
-        load_green2020_emulator(d, jnp.float32), cfg, theta_density=load_green2020_density(d)
-    )
+    post, dev = green2020_setup(cfg)
     stars = _stars(post, args.n, np.random.default_rng(0), dev)
     variants = {"default": cfg}
     for spec in args.variants:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -26,28 +27,17 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import h5py
     import jax
     import jax.numpy as jnp
 
-    from bayesdsm.green2020 import load_green2020_density, load_green2020_emulator
-    from bayesdsm.infer import (
-        InferConfig,
-        build_posterior,
-        find_modes,
-        importance_sample,
-        simulate_stars,
-        star_keys,
-    )
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_infer import green2020_setup
+
+    from bayesdsm.infer import InferConfig, find_modes, importance_sample, simulate_stars, star_keys
     from bayesdsm.infer._driver import _cast
 
-    d = os.environ.get("BAYESDSM_GREEN2020_DIR", "/work/shared/green2020")
-    with h5py.File(os.path.join(d, "green2020_test_data_dev.h5")) as f:
-        dev = np.asarray(f["data"]["atm_param"], np.float64)
     cfg = InferConfig()
-    post = build_posterior(
-        load_green2020_emulator(d, jnp.float32), cfg, theta_density=load_green2020_density(d)
-    )
+    post, dev = green2020_setup(cfg)
     rng = np.random.default_rng(0)
     n = args.stars
     theta = dev[rng.integers(0, len(dev), n)]
