@@ -1146,8 +1146,7 @@ def train(
     theta_latent = None
     if config.method == "latent_theta":
         theta_latent = np.full((n, 3), np.nan)
-        params = fitter.svi.get_params(state.svi_state)
-        z = np.asarray(params["theta_z_auto_loc"], np.float64)
+        z = _latent_z(fitter, state.svi_state)
         theta_latent[train_idx] = _latent_theta(_take(stars, train_idx), z)
     return TrainResult(
         emulator=emu,
@@ -1242,9 +1241,7 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     W_val = W_eval[train_idx.size :]
     stars_train = _take(stars_cur, train_idx)
     if config.method == "latent_theta" and not first:
-        params = fitter.svi.get_params(state.svi_state)
-        z = np.asarray(params["theta_z_auto_loc"], np.float64)
-        theta_map = _latent_theta(stars_train, z).astype(dtype)
+        theta_map = _latent_theta(stars_train, _latent_z(fitter, state.svi_state)).astype(dtype)
         no_jac = stars_train._replace(
             theta=theta_map, theta_chol=np.zeros_like(stars_train.theta_chol)
         )
@@ -1338,9 +1335,8 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
         at = stars._replace(ebv=stars_cur.ebv)
         if config.method == "latent_theta" and config.parallax_at_latent:
             # the training stars' at their latent θ, where the objective evaluates them
-            z = np.asarray(fitter.svi.get_params(svi_state)["theta_z_auto_loc"], np.float64)
             theta = np.array(at.theta)
-            theta[train_idx] = _latent_theta(_take(at, train_idx), z)
+            theta[train_idx] = _latent_theta(_take(at, train_idx), _latent_z(fitter, svi_state))
             at = at._replace(theta=theta.astype(dtype))
         plx_terms = tuple(
             np.asarray(a)
@@ -1413,6 +1409,12 @@ def _iteration(state, stars, stars_cur, fitter, config, base_key, split, train_i
     return state, _with_state(stars, state)
 
 
+def _latent_z(fitter, svi_state):
+    """The training stars' whitened latent offsets z (n_train, 3) in ``svi_state`` (the
+    guide's ``theta_z`` location: the MAP, or q's mean with ``latent_guide="normal"``)."""
+    return np.asarray(fitter.svi.get_params(svi_state)["theta_z_auto_loc"], np.float64)
+
+
 def _latent_theta(stars: StarData, z):
     """The latent θ = θ̂ + L z (n, 3) of ``stars`` (their θ̂ and its prior's Cholesky
     factor L) at whitened offsets z (n, 3), as in :func:`latent_theta_model`."""
@@ -1423,9 +1425,8 @@ def _latent_reddening(fitter, svi_state, emu, stars, ebv, ebv_err, train_idx, pr
                       prior_err, consts, chunk):  # fmt: skip
     """``TrainConfig.reddening_at_latent``: the training stars' E′ (Eq. 8–9, clipped and
     floored) re-estimated at their latent θ, with no J C_θ Jᵀ term; (ebv, ebv_err)."""
-    z = np.asarray(fitter.svi.get_params(svi_state)["theta_z_auto_loc"], np.float64)
     st = _take(stars, train_idx)
-    theta = _latent_theta(st, z)
+    theta = _latent_theta(st, _latent_z(fitter, svi_state))
     st = st._replace(theta=theta.astype(st.mag.dtype), theta_chol=np.zeros_like(st.theta_chol))
     e, e_err = _chunked(
         lambda s, m, e_: _rebuild_chunk(emu, s, m, e_, consts)[:2], train_idx.size, chunk,
