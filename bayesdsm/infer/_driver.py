@@ -417,21 +417,22 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
             # met the bar, but with pareto_k_first < k̂: held for one refitted round,
             # whose draws stand if they meet the bar (else these do)
             hold = ok & (khat > config.pareto_k_first)
-            held = (idx[hold], phys[hold], w[hold], khat[hold], ess[hold])
-            held += (mode_mass[idx[hold]].copy(),)
+            held = dict(rows=idx[hold], phys=phys[hold], w=w[hold], khat=khat[hold],
+                        ess=ess[hold], mass=mode_mass[idx[hold]].copy())  # fmt: skip
             ok &= ~hold
         final = ok | ((r == len(rounds) - 1) & (config.method == "laplace"))
         res.set_draws(idx[final], phys[final], w[final], "psis")
         res.cols["ess_min"][idx[final]] = ess[final]
         res.cols["pareto_k"][idx] = khat
-        if r == 1 and len(held[0]):
-            at = np.searchsorted(idx, held[0])
-            back = ~ok[at]
+        if r == 1 and len(held["rows"]):
+            at = np.searchsorted(idx, held["rows"])
+            back = ~ok[at]  # the refitted round failed: the first round's draws stand
             ok[at] = final[at] = True
-            rows = held[0][back]
-            res.set_draws(rows, held[1][back], held[2][back], "psis")
-            res.cols["ess_min"][rows], res.cols["pareto_k"][rows] = held[4][back], held[3][back]
-            mode_mass[rows] = held[5][back]
+            rows = held["rows"][back]
+            res.set_draws(rows, held["phys"][back], held["w"][back], "psis")
+            res.cols["ess_min"][rows] = held["ess"][back]
+            res.cols["pareto_k"][rows] = held["khat"][back]
+            mode_mass[rows] = held["mass"][back]
         res.met[idx[ok]] = True
         standing[idx[final]] = True
         prev = (x[~final], slw[~final], assign[~final])
