@@ -3,7 +3,8 @@
 For a run saved by ``accept_train.py --save PREFIX`` on a simulated catalog, prints one
 row per true-log g bin:
 
-* test split: the learned M_G minus the truth at the true θ (the acceptance item), and
+* test split: the learned M_G minus the truth at the true θ (the acceptance item; at the
+  end also at θ̂, the θ the network was trained on, as RMS and bias), and
   the part of the learned (M_G, colours) error that lies along the reddening vector
   (R_G s, with s the star's least-squares slide fitted to its colour errors alone), with
   the colour RMS before and after that slide is removed;
@@ -57,10 +58,12 @@ def main(argv=None) -> int:
     from bayesdsm.catalog import read_catalog
     from bayesdsm.cuts import prepare
     from bayesdsm.modelfile import load_model
+    from bayesdsm.validity import validity_at
 
     cat, _ = prepare(read_catalog(args.catalog))
     cat = cat.subset(np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool)))
-    emu = load_model(args.run + ".bdsm").emulator
+    model = load_model(args.run + ".bdsm")
+    emu = model.emulator
     saved = np.load(args.run + ".npz")
     split = saved["split"]
     col = lambda name: np.asarray(cat.extra[name], np.float64)  # noqa: E731
@@ -94,10 +97,14 @@ def main(argv=None) -> int:
             row += (f" | {tr.sum():6d} {dl[0]:+6.1f} {dl[1]:+.3f}  {dh[0]:+6.1f} {dh[1]:+.3f}"
                     f"  {m_lat[tr].mean():+.3f}  {d[tr, 0].mean():+.3f}")  # fmt: skip
         print(row)
+    valid = np.asarray(validity_at(model.validity_grid, jnp.asarray(th, jnp.float32), "parallax"))
+    at_hat = predict(emu, theta_hat)[:, 0] - M[:, 0]
     for name, sel in (("giants", th[:, 1] < 3.8), ("dwarfs", th[:, 1] >= 3.8)):
-        sel = sel & (split == 2)
+        sel = sel & (split == 2) & (valid >= 1e-2)
         corr = np.corrcoef(d[sel, 0], v[sel, 0] * s[sel])[0, 1]
-        print(f"{name} (test): RMS dM_G {np.sqrt(np.mean(d[sel, 0] ** 2)):.3f}, "
+        print(f"{name} (test, validity ≥ 1e-2): RMS dM_G at the true θ "
+              f"{np.sqrt(np.mean(d[sel, 0] ** 2)):.3f} (bias {d[sel, 0].mean():+.3f}), at θ̂ "
+              f"{np.sqrt(np.mean(at_hat[sel] ** 2)):.3f} (bias {at_hat[sel].mean():+.3f}); "
               f"corr(dM_G, R_G·s) {corr:+.2f}")  # fmt: skip
     if latent is not None:
         for name, sel in (("giants", th[:, 1] < 3.8), ("dwarfs", th[:, 1] >= 3.8)):
