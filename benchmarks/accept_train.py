@@ -24,6 +24,7 @@ measured on the TEST split (held-out stars, at their true θ):
     python benchmarks/accept_train.py --catalog C --evaluate /tmp/run   # re-score a saved run
     python benchmarks/accept_train.py --catalog C --oracle --set 'hidden=[32,32]'
     python benchmarks/accept_train.py --catalog C --oracle --oracle-weights likelihood
+    python benchmarks/accept_train.py --catalog C --true-theta   # θ̂ = true θ (diagnostic)
 
 ``--oracle`` is the capacity oracle: no survey fit, but the stellar network fitted by
 least squares to the truth itself (true θ → true M_G and zero-extinction colours, equal
@@ -259,6 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument("--curvature", default=None, choices=("on", "off"),
                     help="TrainConfig.extinction_curvature (default: TrainConfig's)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--true-theta", action="store_true",
+                    help="diagnostic: θ̂ = true θ (σ 1 K, 0.01 dex), after the cuts")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                     help="another TrainConfig field, e.g. hidden=[64,64] (repeatable)")  # fmt: skip
     ap.add_argument("--emulator-truth", action="store_true")
@@ -294,6 +297,12 @@ def main(argv=None) -> int:
     if args.subset:
         cat = cat.subset(np.arange(min(args.subset, len(cat))))
     cat, _ = prepare(cat)
+    if args.true_theta:  # after prepare: its survey zero points would shift the truth
+        th = np.stack([np.asarray(cat.extra[f"true_{c}"], np.float64) for c in THETA_COLS], 1)
+        cov = np.broadcast_to(np.diag([1.0, 1e-4, 1e-4]), (len(cat), 3, 3))
+        has = cat.has_theta
+        cat = cat.replace(theta=np.where(has[:, None], th, np.nan),
+                          theta_cov=np.where(has[:, None, None], cov, np.nan))  # fmt: skip
     # train() drops stars without θ̂ or the reference band; do it here so rows match
     cat = cat.subset(np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool)))
     t1 = time.perf_counter()
