@@ -51,6 +51,40 @@ import numpy as np  # noqa: E402
 THETA_COLS = ("teff", "logg", "feh")
 
 
+def true_theta(cat) -> np.ndarray:
+    """The simulated catalog's true θ (N, 3)."""
+    return np.stack([np.asarray(cat.extra[f"true_{c}"], np.float64) for c in THETA_COLS], 1)
+
+
+def for_training(cat, exact_theta: bool = False):
+    """The §3 cuts, then the rows ``train()`` keeps (θ̂ and the reference band), so that
+    row indices match a run's saved split. ``exact_theta`` (diagnostic): every θ̂ is the
+    true θ, as if each survey had measured it exactly on its own scale (the §3 zero points
+    undone, so the cuts bring it back to the truth), with σ 1 K, 0.01, 0.01 dex before the
+    cuts add their error floors in quadrature."""
+    from bayesdsm.config import CutsConfig
+    from bayesdsm.cuts import apply_zero_points, prepare
+
+    if exact_theta:
+        has = cat.has_theta
+        cov = np.broadcast_to(np.diag([1.0, 1e-4, 1e-4]), (len(cat), 3, 3))
+        cat = cat.replace(theta=np.where(has[:, None], true_theta(cat), np.nan),
+                          theta_cov=np.where(has[:, None, None], cov, np.nan))  # fmt: skip
+        offsets = CutsConfig().zero_point_offsets() or {}
+        cat, _ = apply_zero_points(cat, {s: tuple(-x for x in off) for s, off in offsets.items()})
+    cat, _ = prepare(cat)
+    return cat.subset(np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool)))
+
+
+def predict_zero_extinction(emu, theta) -> np.ndarray:
+    """(M_G, X − G) (N, n_bands) of the emulator at θ (N, 3) with no extinction."""
+    from bayesdsm.emulator import batched, predict_colours
+
+    zero = jnp.zeros(len(theta), jnp.float32)
+    out = batched(predict_colours)(emu, jnp.asarray(theta, jnp.float32), zero)
+    return np.asarray(out, np.float64)
+
+
 def truth_scatter(th_all, y_all, th_query, k: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Local linear fit of y on θ / std(θ) over the k nearest neighbours (self excluded).
 
@@ -75,18 +109,15 @@ def truth_scatter(th_all, y_all, th_query, k: int = 32) -> tuple[np.ndarray, np.
 
 def truth_metrics(cat, emu, validity, split) -> dict:
     """The colour and M_G items of :func:`metrics` (test split, true θ, E = 0)."""
-    from bayesdsm.emulator import batched, predict_colours
     from bayesdsm.validity import validity_at
 
     bands = cat.bands
     test = np.flatnonzero(split == 2)
-    th_all = np.stack([np.asarray(cat.extra[f"true_{c}"], np.float64) for c in THETA_COLS], 1)
+    th_all = true_theta(cat)
     th = th_all[test]
     M_all = np.stack([np.asarray(cat.extra[f"true_M_{b}"], np.float64) for b in bands], 1)
     true_M = M_all[test]
-    zero = jnp.zeros(len(th), jnp.float32)
-    pred = np.asarray(batched(predict_colours)(emu, jnp.asarray(th, jnp.float32), zero))
-    pred = pred.astype(np.float64)
+    pred = predict_zero_extinction(emu, th)
     true_c = np.concatenate([true_M[:, :1], true_M[:, 1:] - true_M[:, :1]], 1)
     out = {"n_test": int(test.size)}
     rms, bias, nval = {}, {}, {}
@@ -121,7 +152,7 @@ def metrics(cat, emu, validity, split, ebv, ebv_err) -> dict:
 
     bands = cat.bands
     test = np.flatnonzero(split == 2)
-    th_all = np.stack([np.asarray(cat.extra[f"true_{c}"], np.float64) for c in THETA_COLS], 1)
+    th_all = true_theta(cat)
     out = truth_metrics(cat, emu, validity, split)
     # R at the catalogue-mean θ̂ against the truth's low-extinction A/E of stars near it
     tmean = np.asarray(cat.theta, np.float64).mean(0)
@@ -203,7 +234,7 @@ def oracle(cat, tc, weights: str = "equal") -> dict:
     tr, val, te = split_indices(len(cat), tc)
     split = np.zeros(len(cat), np.int8)
     split[val], split[te] = 1, 2
-    th = np.stack([np.asarray(cat.extra[f"true_{c}"], np.float64) for c in THETA_COLS], 1)
+    th = true_theta(cat)
     M = np.stack([np.asarray(cat.extra[f"true_M_{b}"], np.float64) for b in cat.bands], 1)
     y = np.concatenate([M[:, :1], M[:, 1:] - M[:, :1]], 1)[tr]
     theta_hat = np.asarray(cat.theta, np.float64)[tr]  # the normaliser, as in training
@@ -261,7 +292,7 @@ def main(argv=None) -> int:
                     help="TrainConfig.extinction_curvature (default: TrainConfig's)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--true-theta", action="store_true",
-                    help="diagnostic: θ̂ = true θ (σ 1 K, 0.01 dex), after the cuts")  # fmt: skip
+                    help="diagnostic: θ̂ = the true θ (see for_training)")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                     help="another TrainConfig field, e.g. hidden=[64,64] (repeatable)")  # fmt: skip
     ap.add_argument("--emulator-truth", action="store_true")
@@ -277,7 +308,6 @@ def main(argv=None) -> int:
                     help="the oracle's target weights (see oracle_weights)")  # fmt: skip
     args = ap.parse_args(argv)
     from bayesdsm.catalog import read_catalog
-    from bayesdsm.cuts import prepare
     from bayesdsm.train import TrainConfig, train
 
     t0 = time.perf_counter()
@@ -296,15 +326,7 @@ def main(argv=None) -> int:
         cat = simulate_survey(cfg, truth)
     if args.subset:
         cat = cat.subset(np.arange(min(args.subset, len(cat))))
-    cat, _ = prepare(cat)
-    if args.true_theta:  # after prepare: its survey zero points would shift the truth
-        th = np.stack([np.asarray(cat.extra[f"true_{c}"], np.float64) for c in THETA_COLS], 1)
-        cov = np.broadcast_to(np.diag([1.0, 1e-4, 1e-4]), (len(cat), 3, 3))
-        has = cat.has_theta
-        cat = cat.replace(theta=np.where(has[:, None], th, np.nan),
-                          theta_cov=np.where(has[:, None, None], cov, np.nan))  # fmt: skip
-    # train() drops stars without θ̂ or the reference band; do it here so rows match
-    cat = cat.subset(np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool)))
+    cat = for_training(cat, exact_theta=args.true_theta)
     t1 = time.perf_counter()
     if args.evaluate:
         from bayesdsm.modelfile import load_model

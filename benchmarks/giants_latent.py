@@ -12,7 +12,8 @@ row per true-log g bin:
   mean θ̂ minus the true θ, and the learned M_G minus the truth at the latent θ and at
   the true θ.
 
-    python benchmarks/giants_latent.py --catalog /tmp/sim200k_f.parquet --run /tmp/runs/NAME
+    python benchmarks/giants_latent.py --catalog /tmp/sim200k_f.parquet --run /tmp/runs/NAME \
+        [--true-theta]   # as the run was trained
 """
 
 from __future__ import annotations
@@ -27,19 +28,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from accept_train import THETA_COLS  # noqa: E402
+from accept_train import for_training, predict_zero_extinction, true_theta  # noqa: E402
 
 BINS = ((0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 2.3), (2.3, 2.6), (2.6, 3.0), (3.0, 3.4),
         (3.4, 3.8), (3.8, 4.1), (4.1, 4.4), (4.4, 4.8))  # fmt: skip
-
-
-def predict(emu, theta: np.ndarray) -> np.ndarray:
-    """(M_G, X − G) of the emulator at ``theta`` with no extinction."""
-    from bayesdsm.emulator import batched, predict_colours
-
-    zero = jnp.zeros(len(theta), jnp.float32)
-    out = batched(predict_colours)(emu, jnp.asarray(theta, jnp.float32), zero)
-    return np.asarray(out, np.float64)
 
 
 def reddening_slide(d: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -53,24 +45,24 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--catalog", required=True, help="the simulated catalog of the run")
     ap.add_argument("--run", required=True, help="PREFIX of accept_train.py --save PREFIX")
+    ap.add_argument("--true-theta", action="store_true",
+                    help="the run was trained with accept_train.py --true-theta")  # fmt: skip
     args = ap.parse_args(argv)
 
     from bayesdsm.catalog import read_catalog
-    from bayesdsm.cuts import prepare
     from bayesdsm.modelfile import load_model
     from bayesdsm.validity import validity_at
 
-    cat, _ = prepare(read_catalog(args.catalog))
-    cat = cat.subset(np.flatnonzero(cat.has_theta & np.asarray(cat.observed[:, 0], bool)))
+    cat = for_training(read_catalog(args.catalog), exact_theta=args.true_theta)
     model = load_model(args.run + ".bdsm")
     emu = model.emulator
     saved = np.load(args.run + ".npz")
     split = saved["split"]
     col = lambda name: np.asarray(cat.extra[name], np.float64)  # noqa: E731
-    th = np.stack([col(f"true_{c}") for c in THETA_COLS], 1)
+    th = true_theta(cat)
     M = np.stack([col(f"true_M_{b}") for b in cat.bands], 1)
     R = np.stack([col(f"true_R_{b}") for b in cat.bands], 1)
-    d = predict(emu, th) - np.concatenate([M[:, :1], M[:, 1:] - M[:, :1]], 1)
+    d = predict_zero_extinction(emu, th) - np.concatenate([M[:, :1], M[:, 1:] - M[:, :1]], 1)
     v = np.concatenate([R[:, :1], R[:, 1:] - R[:, :1]], 1)  # reddening vector, (M_G, X−G)
     s = reddening_slide(d, v)
     dc = np.where(np.isfinite(d[:, 1:]), d[:, 1:], 0.0)
@@ -79,7 +71,7 @@ def main(argv=None) -> int:
     train = (split == 0) & (np.isfinite(latent).all(1) if latent is not None else False)
     if latent is not None:
         m_lat = np.full(len(cat), np.nan)
-        m_lat[train] = predict(emu, latent[train])[:, 0] - M[train, 0]
+        m_lat[train] = predict_zero_extinction(emu, latent[train])[:, 0] - M[train, 0]
     theta_hat = np.asarray(cat.theta, np.float64)
 
     print("log g      | test: n  dM_G   R_G·s  colour RMS → after slide | "
@@ -98,7 +90,7 @@ def main(argv=None) -> int:
                     f"  {m_lat[tr].mean():+.3f}  {d[tr, 0].mean():+.3f}")  # fmt: skip
         print(row)
     valid = np.asarray(validity_at(model.validity_grid, jnp.asarray(th, jnp.float32), "parallax"))
-    at_hat = predict(emu, theta_hat)[:, 0] - M[:, 0]
+    at_hat = predict_zero_extinction(emu, theta_hat)[:, 0] - M[:, 0]
     for name, sel in (("giants", th[:, 1] < 3.8), ("dwarfs", th[:, 1] >= 3.8)):
         sel = sel & (split == 2) & (valid >= 1e-2)
         corr = np.corrcoef(d[sel, 0], v[sel, 0] * s[sel])[0, 1]
