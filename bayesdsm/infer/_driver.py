@@ -382,7 +382,8 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
     prop = type(modes)(*(None if a is None else np.array(a) for a in modes))
     mode_mass = np.exp(np.asarray(modes.log_weight, np.float64))[:n]
     standing = np.zeros(n, bool)
-    mcmc_all = _method(config) in ("hmc", "nuts")
+    method = _method(config)
+    mcmc_all = method in ("hmc", "nuts")
     rounds = [(config.n_importance, "laplace")]
     if not mcmc_all:
         rounds += [(s, "refit") for s in config.n_importance_refit]
@@ -420,7 +421,7 @@ def _psis_tier(post, stars, modes, keys, config, n, res):
             held = dict(rows=idx[hold], phys=phys[hold], w=w[hold], khat=khat[hold],
                         ess=ess[hold], mass=mode_mass[idx[hold]].copy())  # fmt: skip
             ok &= ~hold
-        final = ok | ((r == len(rounds) - 1) & (config.method == "laplace"))
+        final = ok | ((r == len(rounds) - 1) & (method == "laplace"))
         res.set_draws(idx[final], phys[final], w[final], "psis")
         res.cols["ess_min"][idx[final]] = ess[final]
         res.cols["pareto_k"][idx] = khat
