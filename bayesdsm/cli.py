@@ -64,7 +64,7 @@ def configure_import_green2020(p: argparse.ArgumentParser) -> None:
 
 
 def run_import_green2020(args) -> int:
-    from bayesdsm.modelfile import import_green2020, save_model
+    from bayesdsm.model_file import import_green2020, save_model
 
     model = import_green2020(args.directory)
     path = save_model(model, args.out)
@@ -101,7 +101,7 @@ def _prepare(cat):
 def run_evaluate(args) -> int:
     from bayesdsm.catalog import read_catalog
     from bayesdsm.evaluate import evaluate_catalog, write_table
-    from bayesdsm.modelfile import load_model
+    from bayesdsm.model_file import load_model
 
     model = load_model(args.model)
     cat = read_catalog(args.catalog, preset=args.preset)
@@ -130,7 +130,7 @@ def configure_predict(p: argparse.ArgumentParser) -> None:
 
 def run_predict(args) -> int:
     from bayesdsm.evaluate import predict_table, read_theta_table, write_table
-    from bayesdsm.modelfile import load_model
+    from bayesdsm.model_file import load_model
 
     model = load_model(args.model)
     theta = read_theta_table(args.theta_file)
@@ -247,7 +247,7 @@ def run_infer(args) -> int:
 
     from bayesdsm.catalog import read_catalog
     from bayesdsm.infer import InferConfig, run_inference
-    from bayesdsm.modelfile import load_model
+    from bayesdsm.model_file import load_model
 
     cfg = InferConfig(prior=args.prior, theta_prior=args.theta_prior, method=args.method,
                       chunk_size=args.chunk, batch_size=args.chunk, seed=args.seed)  # fmt: skip
@@ -322,7 +322,7 @@ def configure_epistemic(p: argparse.ArgumentParser) -> None:
 def run_epistemic(args) -> int:
     from bayesdsm.catalog import read_catalog
     from bayesdsm.epistemic import EpistemicConfig, fit_weight_uncertainty
-    from bayesdsm.modelfile import load_model, save_model
+    from bayesdsm.model_file import load_model, save_model
 
     cfg = EpistemicConfig(n_draws=args.draws, **({"steps": args.steps} if args.steps else {}))
     cat = read_catalog(args.catalog, preset=args.preset)

@@ -48,7 +48,7 @@ def quick_training():
 def quick_model(cat, path, *, n_stars: int = 3000, seed: int = 0, log=print):
     """The model file at ``path``; if it is missing, a quick fit (:func:`quick_training`)
     on ``n_stars`` random stars of the prepared catalog ``cat`` is saved there first."""
-    from bayesdsm.modelfile import load_model, save_model
+    from bayesdsm.model_file import load_model, save_model
     from bayesdsm.train import to_stellar_model, train
 
     path = Path(path)
@@ -70,7 +70,7 @@ def run_demo(out_dir, *, iterations: int | None = None, epochs: int | None = Non
     from bayesdsm.cuts import prepare
     from bayesdsm.data import demo_path
     from bayesdsm.evaluate import evaluate_catalog
-    from bayesdsm.modelfile import save_model
+    from bayesdsm.model_file import save_model
     from bayesdsm.train import to_stellar_model, train
 
     out = Path(out_dir)

@@ -469,16 +469,16 @@ def binned_mean_image(x, y, c, xedges, yedges, *, min_count: int = 10):
 
 
 def theory_delta_r(teff, bands: Sequence[str], teff_ref: float, **kwargs):
-    """The blackbody × passband × F99 ΔR/R curves of Fig. 10 from :mod:`bayesdsm.theory`.
+    """The blackbody × passband × F99 ΔR/R curves of Fig. 10 (:mod:`bayesdsm.passband_extinction`).
 
     Returns ``({band: curve}, {band: reason})``: bands whose curve cannot be computed
     (missing optional dependency, unknown passband) get a reason instead.
     """
     curves, reasons = {}, {}
     try:
-        from bayesdsm import theory
+        from bayesdsm import passband_extinction as theory
     except ImportError as err:  # pragma: no cover - theory ships with the package
-        return {}, {b: f"bayesdsm.theory unavailable: {err}" for b in bands}
+        return {}, {b: f"bayesdsm.passband_extinction unavailable: {err}" for b in bands}
     for b in bands:
         try:
             curves[b] = np.asarray(theory.delta_R_over_R(teff, b, teff_ref=teff_ref, **kwargs))

@@ -6,7 +6,7 @@ network:
 
 1. The covariance of every star is frozen at the trained network
    (:func:`bayesdsm.likelihood.frozen_whitening`), as in one training iteration (§4).
-2. :func:`bayesdsm.model.emulator_model` with ``posterior_scale = n_bands / 2`` is the
+2. :func:`bayesdsm.emulator_model.emulator_model` with ``posterior_scale = n_bands / 2`` is the
    model: its likelihood is the Gaussian exp(-χ²/2) and its weight priors are Eq. 15's
    penalties at the same temperature.
 3. A guide, :class:`~numpyro.infer.autoguide.AutoLowRankMultivariateNormal` (default) or
@@ -38,6 +38,12 @@ import numpy as np
 import numpyro.distributions as dist
 
 from bayesdsm.emulator import Emulator, batched, emulator_arrays, predict_colours
+from bayesdsm.emulator_model import (
+    RegularizationConfig,
+    emulator_from_params,
+    emulator_model,
+    weight_priors,
+)
 from bayesdsm.errors import ConfigError, TrainingError
 from bayesdsm.likelihood import (
     StarData,
@@ -48,13 +54,7 @@ from bayesdsm.likelihood import (
     residual,
     stardata_from_catalog,
 )
-from bayesdsm.model import (
-    RegularizationConfig,
-    emulator_from_params,
-    emulator_model,
-    weight_priors,
-)
-from bayesdsm.modelfile import StellarModel
+from bayesdsm.model_file import StellarModel
 
 __all__ = [
     "EpistemicConfig",
@@ -281,7 +281,7 @@ def _whitening(
 def _make_svi(emu: Emulator, n_total: int, reg, config: EpistemicConfig, free, w0, T, unravel):
     """SVI in whitened coordinates z: w = w_MAP + T z, T Tᵀ = Laplace covariance.
 
-    The model of z is :func:`bayesdsm.model.emulator_model` (its log joint at w(z),
+    The model of z is :func:`bayesdsm.emulator_model.emulator_model` (its log joint at w(z),
     through ``log_density`` under ``block``; the Jacobian of w(z) is constant). Near the
     MAP the posterior of z is close to N(0, I), whatever the conditioning of the
     weights', so one learning rate suits all. The guide starts at z = 0 (the MAP).
@@ -459,7 +459,7 @@ def fit_weight_uncertainty(
     """A copy of ``model`` with :attr:`~StellarModel.epistemic` weight samples from SVI.
 
     Args:
-        model: a trained :class:`~bayesdsm.modelfile.StellarModel` (its weights are the
+        model: a trained :class:`~bayesdsm.model_file.StellarModel` (its weights are the
             MAP; any existing epistemic samples are replaced).
         cat: the training :class:`~bayesdsm.catalog.Catalog` after
             :func:`bayesdsm.cuts.prepare`. Stars without θ̂ or without a colour are
@@ -511,7 +511,7 @@ def predictive_spread(model: StellarModel, theta, ebv=None, *, chunk: int = 2048
     Computed in float64. The standard deviation is the sample one (ddof = 1).
 
     Args:
-        model: a :class:`~bayesdsm.modelfile.StellarModel` with epistemic samples.
+        model: a :class:`~bayesdsm.model_file.StellarModel` with epistemic samples.
         theta: (N, 3) θ = (Teff [K], log g [dex], [Fe/H] [dex]); NaN rows give NaN.
         ebv: optional reddening E (scalar or (N,)): adds B(M + E R).
         chunk: stars per jitted call.

@@ -26,7 +26,7 @@ import numpy as np
 from bayesdsm.emulator import Emulator, batched, check_theta_range, predict_colours
 from bayesdsm.errors import CatalogError, ConfigError
 from bayesdsm.likelihood import chi2, colour_scores, dof, stardata_from_catalog
-from bayesdsm.modelfile import StellarModel
+from bayesdsm.model_file import StellarModel
 from bayesdsm.validity import validity_at
 
 __all__ = [
@@ -142,7 +142,7 @@ def evaluate_catalog(model, cat, *, chunk: int = 4096) -> Evaluation:
     after that fit (:func:`bayesdsm.likelihood.colour_scores`, ``fit_reddening=True``).
 
     Args:
-        model: a :class:`~bayesdsm.modelfile.StellarModel` or an
+        model: a :class:`~bayesdsm.model_file.StellarModel` or an
             :class:`~bayesdsm.emulator.Emulator`.
         cat: a :class:`~bayesdsm.catalog.Catalog` after :func:`bayesdsm.cuts.prepare`
             (floors applied, ``parallax_ok`` set). Bands the catalog lacks are unobserved.
@@ -212,7 +212,7 @@ def predict_table(model, theta, ebv=None, *, chunk: int = 8192) -> dict[str, np.
     """Predicted photometry on a table of θ (``bayesdsm predict``).
 
     Args:
-        model: a :class:`~bayesdsm.modelfile.StellarModel` or an Emulator.
+        model: a :class:`~bayesdsm.model_file.StellarModel` or an Emulator.
         theta: (N, 3) θ = (Teff [K], log g [dex], [Fe/H] [dex]).
         ebv: optional reddening E (scalar or (N,)) for the apparent-frame colours.
 

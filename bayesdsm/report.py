@@ -72,7 +72,7 @@ def resolve_model(model) -> tuple[Emulator, Any, Any, str]:
 
     ``model`` is an :class:`~bayesdsm.emulator.Emulator`, an object with ``.emulator``
     (and optionally ``.validity_grid``, ``.history``) such as a
-    :class:`bayesdsm.modelfile.StellarModel`, a folder holding the released Green 2020
+    :class:`bayesdsm.model_file.StellarModel`, a folder holding the released Green 2020
     files, or a bayesdsm model file path.
     """
     if isinstance(model, Emulator):
@@ -86,11 +86,11 @@ def resolve_model(model) -> tuple[Emulator, Any, Any, str]:
         )
     path = Path(model)
     if path.is_dir():
-        from bayesdsm.modelfile import import_green2020
+        from bayesdsm.model_file import import_green2020
 
         m, desc = import_green2020(path), f"Green 2020 release ({path})"
     else:
-        from bayesdsm.modelfile import load_model
+        from bayesdsm.model_file import load_model
 
         m, desc = load_model(path), str(path)
     return m.emulator, m.validity_grid, m.history, desc
@@ -109,7 +109,7 @@ def _fmt(x):
 
 def _theory_ratio(band_a: str, band_b: str, teff: float):
     try:
-        from bayesdsm import theory
+        from bayesdsm import passband_extinction as theory
 
         return float(theory.band_R(teff, band_a) / theory.band_R(teff, band_b))
     except Exception:  # noqa: BLE001 - optional dependencies
@@ -188,7 +188,7 @@ def summarise(diag: D.StarDiagnostics, trends, R0, theta0, dR=None) -> dict[str,
 def _theory_dr(band: str, teff, teff_ref: float):
     """The blackbody × passband × F99 ΔR/R (a list), or None without the optional deps."""
     try:
-        from bayesdsm import theory
+        from bayesdsm import passband_extinction as theory
 
         return [float(v) for v in theory.delta_R_over_R(np.asarray(teff), band, teff_ref=teff_ref)]
     except Exception:  # noqa: BLE001 - optional dependencies
@@ -459,14 +459,14 @@ def _context(emu, cat, diag, n_bins: int = 20):
     teff_grid = np.linspace(*np.percentile(diag.theta[:, 0], [0.5, 99.5]), 60)
     theory, theory_reasons = D.theory_delta_r(teff_grid, emu.bands, teff_ref=float(theta0[0]))
     try:
-        from bayesdsm.theory import S16_TRIPLETS, reddening_slopes, schlafly2016_slopes
+        from bayesdsm.passband_extinction import S16_TRIPLETS, reddening_slopes, schlafly2016_slopes
 
         triplets = [t for t in S16_TRIPLETS if all(b in emu.bands for b in t)]
         s16 = {rv: schlafly2016_slopes(triplets, r_v=rv) for rv in S16_RV} if triplets else {}
         th = reddening_slopes(float(theta0[0]), triplets) if triplets else {}
         slopes_theory = {k: float(v) for k, v in th.items()}
     except Exception as err:  # noqa: BLE001 - optional dependencies
-        from bayesdsm.theory import S16_TRIPLETS
+        from bayesdsm.passband_extinction import S16_TRIPLETS
 
         triplets = [t for t in S16_TRIPLETS if all(b in emu.bands for b in t)]
         s16, slopes_theory = {}, {}

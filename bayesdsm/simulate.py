@@ -17,7 +17,7 @@ So ``m_true = true_M + true_mu + true_A``. E is on the SFD scale through A_V = `
 
 **Truth.** By default :class:`StellarModelTruth`: MIST isochrones give (Teff, log g, [Fe/H],
 M_bol) and MIST bolometric corrections give M and the true A(A_V) (see
-:mod:`bayesdsm.stellar_models`; needs ``bayesdsm[sim]`` + ``pip install --no-deps
+:mod:`bayesdsm.mist`; needs ``bayesdsm[sim]`` + ``pip install --no-deps
 astrolachesis``). Any object following :class:`Truth` works instead, e.g. an emulator through
 :class:`EmulatorTruth`; with ``population_source="parametric"`` no stellar-model package is
 needed.
@@ -44,7 +44,7 @@ from bayesdsm.catalog import Catalog
 from bayesdsm.conventions import BAND_SURVEY, BANDS, b_matrix_inverse, validate_bands
 from bayesdsm.errors import ConfigError
 from bayesdsm.galaxy import DustModel, GalaxyModel, galactocentric
-from bayesdsm.stellar_models import MIST_SYSTEM, SIM_EXTRA_HINT, system_offset
+from bayesdsm.mist import MIST_SYSTEM, SIM_EXTRA_HINT, system_offset
 
 __all__ = [
     "SpecSurvey",
@@ -286,7 +286,7 @@ class StellarModelTruth:
     needs_mbol = True
 
     def __init__(self, bands=BANDS, *, av_per_ebv: float = 3.1, gaia: str = "EDR3"):
-        from bayesdsm.stellar_models import MISTBolometricCorrections
+        from bayesdsm.mist import MISTBolometricCorrections
 
         self.bands = tuple(bands)
         self.av_per_ebv = av_per_ebv
@@ -297,7 +297,7 @@ class StellarModelTruth:
     @property
     def isochrones(self):
         if self._iso is None:
-            from bayesdsm.stellar_models import MISTIsochrones
+            from bayesdsm.mist import MISTIsochrones
 
             self._iso = MISTIsochrones()
             self.meta.update(self._iso.meta)
@@ -810,7 +810,7 @@ def _system_name(band):
 
 def _load_isochrones():
     try:
-        from bayesdsm.stellar_models import MISTIsochrones
+        from bayesdsm.mist import MISTIsochrones
 
         return MISTIsochrones()
     except ImportError as exc:

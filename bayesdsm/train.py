@@ -6,7 +6,7 @@ One iteration k = 0 … n_iterations-1:
    the previous iteration's network), as whitening matrices W (:func:`frozen_whitening`);
 2. run ``epochs`` epochs of SVI (:class:`~numpyro.infer.autoguide.AutoDelta`, Adam with
    learning rate ``lr · exp(-k / lr_decay)``, batch 1024) on the *active* training stars.
-   The model is :func:`bayesdsm.model.emulator_model`, so minimising -log p is the
+   The model is :func:`bayesdsm.emulator_model.emulator_model`, so minimising -log p is the
    paper's Eq. 15 loss. Each epoch is one ``jax.lax.scan`` over pre-permuted minibatches;
    the last, partial batch is filled up with stars from the start of the same permutation
    (so every batch is full, every star is seen at least once an epoch and at most
@@ -74,6 +74,12 @@ from numpyro.infer.initialization import init_to_uniform
 
 from bayesdsm.config import to_dict
 from bayesdsm.emulator import Emulator, EmulatorConfig, emulator_arrays, init_emulator
+from bayesdsm.emulator_model import (
+    RegularizationConfig,
+    emulator_from_params,
+    emulator_model,
+    weight_priors,
+)
 from bayesdsm.errors import ConfigError, TrainingError
 from bayesdsm.likelihood import (
     StarData,
@@ -83,12 +89,6 @@ from bayesdsm.likelihood import (
     linearized_parallax,
     rebuild_star,
     stardata_from_catalog,
-)
-from bayesdsm.model import (
-    RegularizationConfig,
-    emulator_from_params,
-    emulator_model,
-    weight_priors,
 )
 
 __all__ = [
@@ -554,7 +554,7 @@ def latent_theta_model(
 ):
     """The emulator fit with each star's true θ latent, θ ~ N(θ̂, C_θ) (Zhang+2023).
 
-    Weight priors are those of :func:`bayesdsm.model.emulator_model`. Per star the
+    Weight priors are those of :func:`bayesdsm.emulator_model.emulator_model`. Per star the
     log density is -(χ²(θ) + (θ - θ̂)ᵀ C_θ⁻¹ (θ - θ̂)) / n_bands, i.e. the θ prior on the
     same temperature as the photometric χ² (the frozen covariance W must then not
     contain the J C_θ Jᵀ term). ``idx`` are the batch's positions in the plate of size
@@ -1569,8 +1569,8 @@ def _eval_loss(fitter, svi_state, stars, W, keep, config) -> float:
 
 
 def to_stellar_model(result: TrainResult, meta: dict | None = None):
-    """The :class:`~bayesdsm.modelfile.StellarModel` of a training result."""
-    from bayesdsm.modelfile import StellarModel
+    """The :class:`~bayesdsm.model_file.StellarModel` of a training result."""
+    from bayesdsm.model_file import StellarModel
 
     return StellarModel(
         emulator=result.emulator,
@@ -1628,7 +1628,7 @@ def fit_catalog(
     """
     from bayesdsm.catalog import read_catalog
     from bayesdsm.cuts import prepare
-    from bayesdsm.modelfile import save_model
+    from bayesdsm.model_file import save_model
 
     cuts_cfg = None
     if config_file is not None:

@@ -329,7 +329,7 @@ def main(argv=None) -> int:
     cat = for_training(cat, exact_theta=args.true_theta)
     t1 = time.perf_counter()
     if args.evaluate:
-        from bayesdsm.modelfile import load_model
+        from bayesdsm.model_file import load_model
 
         model = load_model(args.evaluate + ".bdsm")
         z = np.load(args.evaluate + ".npz")
@@ -366,7 +366,7 @@ def main(argv=None) -> int:
             "n_excluded_final": int(res.excluded.sum()),
             "trainer_test": last.get("test", {})}  # fmt: skip
     if args.save:
-        from bayesdsm.modelfile import save_model
+        from bayesdsm.model_file import save_model
         from bayesdsm.train import to_stellar_model
 
         save_model(to_stellar_model(res), args.save + ".bdsm")

@@ -107,8 +107,8 @@ def time_svi_step(batch_size: int = 1024, n_steps: int = 1000) -> float:
     from numpyro.infer.autoguide import AutoDelta
 
     from bayesdsm.emulator import init_emulator
+    from bayesdsm.emulator_model import emulator_model
     from bayesdsm.likelihood import StarData
-    from bayesdsm.model import emulator_model
 
     emu = init_emulator(jax.random.PRNGKey(0))
     rng, nb, f, b = np.random.default_rng(0), 13, np.float32, batch_size

@@ -56,7 +56,7 @@ def _stars(post, n, rng, dev):
 def _map_worker(rank, n_procs, n, batch, barrier, out):
     """One process per core (the batch layer's layout): pinned, one XLA thread, MAP +
     Laplace on its share of the same n stars, timed from a common start (barrier)."""
-    from bayesdsm.batch._driver import LOCAL_WORKER_ENV
+    from bayesdsm.batch._scheduler import LOCAL_WORKER_ENV
 
     os.environ.update(LOCAL_WORKER_ENV)
     if hasattr(os, "sched_setaffinity"):

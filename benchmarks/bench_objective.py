@@ -3,7 +3,7 @@
 Variants, each timed for float32 and float64 at several batch sizes in one run:
 
 * ``lowrank-frozen``: what training differentiates. The negative log density of
-  :func:`bayesdsm.model.emulator_model` (χ²/13 with the frozen whitened covariance,
+  :func:`bayesdsm.emulator_model.emulator_model` (χ²/13 with the frozen whitened covariance,
   :func:`bayesdsm.likelihood.chi2_whitened`, plus the Normal/Laplace weight priors),
   through ``numpyro.infer.util.log_density`` as SVI with AutoDelta does.
 * ``dense-frozen``: the straightforward baseline. The same residual and priors, but the
@@ -45,6 +45,7 @@ from numpyro.infer.util import log_density  # noqa: E402
 
 from bayesdsm.conventions import b_matrix  # noqa: E402
 from bayesdsm.emulator import EmulatorConfig, emulator_arrays, init_emulator  # noqa: E402
+from bayesdsm.emulator_model import RegularizationConfig, emulator_from_params, emulator_model  # noqa: E402
 from bayesdsm.likelihood import (  # noqa: E402
     StarData,
     chi2_whitened,
@@ -52,7 +53,6 @@ from bayesdsm.likelihood import (  # noqa: E402
     model_magnitudes,
     star_covariance,
 )
-from bayesdsm.model import RegularizationConfig, emulator_from_params, emulator_model  # noqa: E402
 
 N_BANDS = 13
 SECTION = "## Training objective: loss + gradient throughput (issue 3)"

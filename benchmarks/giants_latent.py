@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from bayesdsm.catalog import read_catalog
-    from bayesdsm.modelfile import load_model
+    from bayesdsm.model_file import load_model
     from bayesdsm.validity import validity_at
 
     cat = for_training(read_catalog(args.catalog), exact_theta=args.true_theta)

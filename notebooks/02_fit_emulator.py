@@ -48,7 +48,7 @@ from bayesdsm.diagnostics import history_arrays
 from bayesdsm.epistemic import EpistemicConfig, fit_guide
 from bayesdsm.evaluate import predict_table
 from bayesdsm.likelihood import stardata_from_catalog
-from bayesdsm.modelfile import save_model
+from bayesdsm.model_file import save_model
 from bayesdsm.plotting import plot_history
 from bayesdsm.train import TrainConfig, to_stellar_model, train
 
@@ -162,7 +162,7 @@ print(f"wrote {model_path} ({model_path.stat().st_size / 1e3:.0f} kB)")
 #
 # The MAP fit gives one network. How well do the data pin it down?
 # `bayesdsm.epistemic.fit_guide` keeps the NumPyro model of the fit
-# (`bayesdsm.model.emulator_model`), freezes every star's covariance at the fitted network
+# (`bayesdsm.emulator_model.emulator_model`), freezes every star's covariance at the fitted network
 # (as within one training iteration), and fits a Gaussian guide with a low-rank
 # covariance (`AutoLowRankMultivariateNormal`) over all the weights, started at the MAP.
 # `posterior_scale = n_bands / 2` turns the per-star factor exp(−χ²/n_bands) of Eq. 15

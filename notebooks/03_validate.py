@@ -51,7 +51,7 @@ from bayesdsm.catalog import read_catalog
 from bayesdsm.cuts import prepare
 from bayesdsm.data import demo_path
 from bayesdsm.evaluate import predict_table
-from bayesdsm.modelfile import load_model, save_model
+from bayesdsm.model_file import load_model, save_model
 from bayesdsm.report import make_report
 from bayesdsm.validity import TRUST_ABSOLUTE, TRUST_COLOURS
 
@@ -171,7 +171,7 @@ display(P.plot_score_percentiles(diag.pair_names, pct))
 #
 # ΔR/R = R(θ̂)/R₀ − 1, with R₀ the extinction vector at the catalogue-mean θ, against
 # Teff and coloured by log g, beside the curve that a blackbody seen through each real
-# passband behind an F99 dust law gives (`bayesdsm.theory`, computed, not typed in).
+# passband behind an F99 dust law gives (`bayesdsm.passband_extinction`, computed, not typed in).
 # In G it should vary by about ±15% over 4000–7500 K.
 
 # %%

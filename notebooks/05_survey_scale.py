@@ -52,7 +52,7 @@ from bayesdsm.cuts import prepare  # noqa: E402
 from bayesdsm.data import demo_path  # noqa: E402
 from bayesdsm.demo import quick_model  # noqa: E402
 from bayesdsm.infer import InferConfig, infer_catalog, run_inference  # noqa: E402
-from bayesdsm.modelfile import import_green2020  # noqa: E402
+from bayesdsm.model_file import import_green2020  # noqa: E402
 
 # %matplotlib inline
 WORK = Path("bayesdsm_work")

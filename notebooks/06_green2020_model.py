@@ -45,7 +45,7 @@ import bayesdsm
 from bayesdsm.catalog import read_catalog
 from bayesdsm.cuts import prepare
 from bayesdsm.evaluate import evaluate_catalog, predict_table
-from bayesdsm.modelfile import import_green2020, load_model, save_model
+from bayesdsm.model_file import import_green2020, load_model, save_model
 
 # %matplotlib inline
 print("bayesdsm", bayesdsm.__version__)

@@ -260,7 +260,7 @@ def test_local_cluster_matches_single_process_20_partitions(
 @pytest.mark.slow
 def test_cli_infer_on_a_directory(emulator, small_dir, tmp_path, capsys):
     from bayesdsm.cli import main
-    from bayesdsm.modelfile import StellarModel, save_model
+    from bayesdsm.model_file import StellarModel, save_model
 
     model = save_model(StellarModel(emulator=emulator), tmp_path / "model.bdsm")
     out = tmp_path / "out"

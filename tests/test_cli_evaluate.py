@@ -13,7 +13,7 @@ from astropy.table import Table
 from bayesdsm.catalog import Catalog, write_catalog
 from bayesdsm.cli import COMMANDS, build_parser, main
 from bayesdsm.conventions import BANDS
-from bayesdsm.modelfile import StellarModel, save_model
+from bayesdsm.model_file import StellarModel, save_model
 
 
 @pytest.fixture(scope="module")

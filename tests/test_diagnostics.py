@@ -152,7 +152,7 @@ def test_delta_r_zero_at_mean_theta(emu):
 
 def test_reddening_slopes_of_s16_vector():
     """The slopes of S16's own R vector are S16's slopes (theory.schlafly2016_slopes)."""
-    theory = pytest.importorskip("bayesdsm.theory")
+    theory = pytest.importorskip("bayesdsm.passband_extinction")
     bands = ("g", "r", "i", "z", "y", "J", "H", "Ks", "W1", "W2")
     R = np.array([theory.SCHLAFLY2016["vector"][b][0] for b in bands])
     got = D.learned_reddening_slopes(bands, R, theory.S16_TRIPLETS)

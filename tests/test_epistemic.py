@@ -12,12 +12,12 @@ from _reference import random_stars
 
 from bayesdsm.catalog import Catalog
 from bayesdsm.emulator import EmulatorConfig, emulator_arrays, init_emulator
+from bayesdsm.emulator_model import emulator_from_params
 from bayesdsm.epistemic import EpistemicConfig, fit_guide, fit_weight_uncertainty, predictive_spread
 from bayesdsm.errors import ConfigError
 from bayesdsm.evaluate import predict_table
 from bayesdsm.likelihood import chi2_whitened, frozen_whitening, model_magnitudes
-from bayesdsm.model import emulator_from_params
-from bayesdsm.modelfile import StellarModel, load_model, save_model
+from bayesdsm.model_file import StellarModel, load_model, save_model
 
 OUTPUT_LAYER = ("output_kernel", "output_bias")
 NARROW = ((5000.0, 6000.0), (4.0, 4.6), (-0.5, 0.2))  # Teff [K], log g, [Fe/H]

@@ -13,7 +13,7 @@ from bayesdsm.conventions import BANDS
 from bayesdsm.emulator import predict_colours
 from bayesdsm.evaluate import evaluate_catalog
 from bayesdsm.green2020 import load_green2020_emulator
-from bayesdsm.modelfile import import_green2020, load_model, save_model
+from bayesdsm.model_file import import_green2020, load_model, save_model
 from bayesdsm.validity import from_green2020
 
 SUN = (5780.0, 4.44, 0.0)

@@ -21,7 +21,7 @@ def emu():
 
 @pytest.fixture(scope="module")
 def model(emu):
-    from bayesdsm.modelfile import StellarModel
+    from bayesdsm.model_file import StellarModel
     from bayesdsm.validity import ValidityGrid
 
     axes = (np.linspace(4000, 7000, 16), np.linspace(1.5, 5.0, 15), np.linspace(-1.0, 0.5, 7))
@@ -77,7 +77,7 @@ def test_cli_report(model, tmp_path, capsys, monkeypatch):
     from bayesdsm import report
     from bayesdsm.catalog import write_catalog
     from bayesdsm.cli import main
-    from bayesdsm.modelfile import save_model
+    from bayesdsm.model_file import save_model
 
     steps = report._figure_steps
     monkeypatch.setattr(report, "_figure_steps", lambda *a: steps(*a)[9:])

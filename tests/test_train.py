@@ -581,7 +581,7 @@ def _log(out) -> str:
 @pytest.mark.slow
 def test_cli_fit_sigkill_and_resume(tmp_path):
     from bayesdsm.catalog import write_catalog
-    from bayesdsm.modelfile import load_model
+    from bayesdsm.model_file import load_model
 
     cat_path = tmp_path / "cat.ecsv"
     write_catalog(toy_catalog(600, seed=2), cat_path)
@@ -704,8 +704,8 @@ def _latent_map(pop, theta_hat, sigma):
     from numpyro.infer.util import log_density
     from scipy.optimize import minimize
 
+    from bayesdsm.emulator_model import weight_priors
     from bayesdsm.likelihood import StarData
-    from bayesdsm.model import weight_priors
 
     template = init_emulator(jax.random.PRNGKey(0))
     nb = template.n_bands

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 from bayesdsm.batch._cache import configure_compile_cache
 from bayesdsm.batch._cli import add_scheduler_arguments, run_cli
-from bayesdsm.batch._driver import (
+from bayesdsm.batch._engine import engine_config, infer_partition
+from bayesdsm.batch._errors import BatchError
+from bayesdsm.batch._lsdb import open_results_lsdb
+from bayesdsm.batch._scheduler import (
     DEFAULT_ENGINE,
     BatchRun,
     BatchSummary,
@@ -36,9 +39,6 @@ from bayesdsm.batch._driver import (
     infer_partitions,
     open_results,
 )
-from bayesdsm.batch._engine import engine_config, infer_partition
-from bayesdsm.batch._errors import BatchError
-from bayesdsm.batch._lsdb import open_results_lsdb
 from bayesdsm.batch._store import Manifest, Partition, discover_partitions
 
 __all__ = [

@@ -68,8 +68,8 @@ def run_cli(
         Exit status: 0 all partitions done, 1 some failed (the others are done),
         2 the run could not start (e.g. unreachable scheduler; message on stderr).
     """
-    from bayesdsm.batch._driver import DEFAULT_ENGINE, infer_partitions
     from bayesdsm.batch._errors import BatchError
+    from bayesdsm.batch._scheduler import DEFAULT_ENGINE, infer_partitions
 
     stream = stream or sys.stdout
     compile_cache = getattr(args, "compile_cache", None) or True

@@ -67,7 +67,7 @@ def _emulator_bytes(emu) -> bytes:
 
 def model_payload(model) -> ModelPayload:
     """Bytes of ``model``: a model-file path, a loaded model (saved through
-    ``bayesdsm.modelfile.save_model``), or a bare :class:`~bayesdsm.emulator.Emulator`."""
+    ``bayesdsm.model_file.save_model``), or a bare :class:`~bayesdsm.emulator.Emulator`."""
     from bayesdsm.emulator import Emulator
 
     if isinstance(model, str | os.PathLike):
@@ -75,7 +75,7 @@ def model_payload(model) -> ModelPayload:
     elif isinstance(model, Emulator):
         data, kind = _emulator_bytes(model), "emulator"
     else:
-        from bayesdsm.modelfile import save_model
+        from bayesdsm.model_file import save_model
 
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "model"
@@ -92,7 +92,7 @@ def _load(payload: ModelPayload):
             header = json.loads(str(z["__config__"]))
             arrays = {k: z[k] for k in z.files if k != "__config__"}
         return emulator_from_arrays(EmulatorConfig(**header), arrays)
-    from bayesdsm.modelfile import load_model
+    from bayesdsm.model_file import load_model
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model"

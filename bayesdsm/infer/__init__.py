@@ -19,7 +19,13 @@ from bayesdsm.infer._driver import (
     warm_up,
 )
 from bayesdsm.infer._laplace import STARTS, LaplaceModes, find_modes
-from bayesdsm.infer._model import PARAMS, Posterior, StarArrays, star_model
+from bayesdsm.infer._posterior import PARAMS, Posterior, StarArrays, star_model
+from bayesdsm.infer._prior_draws import (
+    draw_density_theta,
+    draw_prior_truth,
+    simulate_stars,
+    simulated_catalog,
+)
 from bayesdsm.infer._run import infer_catalog, nuts_one_star, run_inference
 from bayesdsm.infer._sample import (
     importance_sample,
@@ -29,12 +35,6 @@ from bayesdsm.infer._sample import (
     refit_proposal,
     whitened_hmc,
     whitened_nuts,
-)
-from bayesdsm.infer._simulate import (
-    draw_density_theta,
-    draw_prior_truth,
-    simulate_stars,
-    simulated_catalog,
 )
 
 __all__ = [

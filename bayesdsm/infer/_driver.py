@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from bayesdsm.infer._config import InferConfig
-from bayesdsm.infer._model import PARAMS, Posterior, StarArrays
+from bayesdsm.infer._posterior import PARAMS, Posterior, StarArrays
 
 __all__ = ["build_posterior", "star_arrays", "star_keys", "infer_arrays", "warm_up", "FLAGS"]
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesdsm.conventions import b_matrix_inverse
-from bayesdsm.infer._model import Posterior, StarArrays
+from bayesdsm.infer._posterior import Posterior, StarArrays
 
 __all__ = ["STARTS", "LaplaceModes", "initial_points", "find_modes"]
 

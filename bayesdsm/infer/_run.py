@@ -17,7 +17,7 @@ import numpy as np
 
 from bayesdsm.infer._config import InferConfig
 from bayesdsm.infer._driver import build_posterior, infer_arrays, star_arrays
-from bayesdsm.infer._model import PARAMS, Posterior, StarArrays, star_model
+from bayesdsm.infer._posterior import PARAMS, Posterior, StarArrays, star_model
 
 __all__ = ["infer_catalog", "run_inference", "nuts_one_star"]
 

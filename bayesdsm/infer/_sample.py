@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from bayesdsm.infer._model import Posterior, StarArrays
+from bayesdsm.infer._posterior import Posterior, StarArrays
 
 __all__ = [
     "importance_sample",

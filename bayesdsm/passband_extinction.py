@@ -26,7 +26,7 @@ library of stellar spectra installs from PyPI with its spectra (checked 2026-11:
 ``phoenix4all`` fetch PHOENIX spectra at run time, ``milespy`` downloads the MILES
 spectra, ``pyphot`` ships filters and Vega only). ``dustapprox`` 0.2.0 does ship a grid of
 Kurucz-atmosphere extinctions in the Gaia EDR3 bands, but pulls in snakemake,
-scikit-learn and ipywidgets; tests/test_theory.py uses a few of its numbers, with their
+scikit-learn and ipywidgets; tests/test_passband_extinction.py uses a few of its numbers, with their
 provenance, as a real-atmosphere cross-check: a Kurucz source gives a ~30% larger ΔR/R_G
 than a blackbody (about -13% at 4000 K and +10-12% at 7500 K, relative to 5500 K) and
 nearly the same Appendix B coefficient. Any callable ``source(wavelength_AA, teff) -> f_λ``
@@ -177,7 +177,7 @@ def _import(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(f"bayesdsm.theory needs {module!r}: {_SIM_HINT}") from err
+        raise ImportError(f"bayesdsm.passband_extinction needs {module!r}: {_SIM_HINT}") from err
 
 
 @lru_cache(maxsize=64)

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from bayesdsm import stellar_models as sm
+from bayesdsm import mist as sm
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("h5py") is None, reason="needs h5py")
 

@@ -11,13 +11,13 @@ from _reference import dense_colour_system, np_weights, random_emulator, random_
 from numpyro.infer.util import log_density
 
 from bayesdsm.emulator import emulator_arrays
-from bayesdsm.likelihood import frozen_whitening
-from bayesdsm.model import (
+from bayesdsm.emulator_model import (
     RegularizationConfig,
     emulator_from_params,
     emulator_model,
     weight_priors,
 )
+from bayesdsm.likelihood import frozen_whitening
 
 LAMBDA_S, LAMBDA_R, N_BANDS = 1e-4, 1e-2, 13  # Eq. 15 and §4 of Green et al. (2021)
 
@@ -84,7 +84,7 @@ def test_prior_scales(key):
 
 
 def test_curvature_is_a_weight_only_when_fitted(key):
-    from bayesdsm.model import RegularizationConfig, weight_priors
+    from bayesdsm.emulator_model import RegularizationConfig, weight_priors
 
     emu = random_emulator(key, jnp.float32)
     assert "R_curvature" not in weight_priors(emu, 100, RegularizationConfig())

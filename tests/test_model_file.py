@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from bayesdsm.emulator import emulator_arrays, init_emulator
 from bayesdsm.errors import ModelFileError
-from bayesdsm.modelfile import (
+from bayesdsm.model_file import (
     FORMAT_VERSION,
     StellarModel,
     hash_arrays,

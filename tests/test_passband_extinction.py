@@ -1,4 +1,4 @@
-"""Tests of bayesdsm.theory: blackbody × passband × dust law (Fig. 10, Fig. 11, Appendix B)."""
+"""Tests of bayesdsm.passband_extinction: blackbody × passband × dust law (Fig. 10, 11, App. B)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 speclite_filters = pytest.importorskip(
-    "speclite.filters", reason="bayesdsm.theory needs speclite: pip install 'bayesdsm[sim]'"
+    "speclite.filters",
+    reason="bayesdsm.passband_extinction needs speclite: pip install 'bayesdsm[sim]'",
 )
 extinction = pytest.importorskip(
-    "extinction", reason="bayesdsm.theory needs extinction: pip install 'bayesdsm[sim]'"
+    "extinction",
+    reason="bayesdsm.passband_extinction needs extinction: pip install 'bayesdsm[sim]'",
 )
 
-from bayesdsm import theory as th  # noqa: E402
+from bayesdsm import passband_extinction as th  # noqa: E402
 from bayesdsm.conventions import BANDS  # noqa: E402
 from bayesdsm.errors import ConfigError  # noqa: E402
 

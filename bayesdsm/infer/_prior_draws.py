@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesdsm.infer._model import Posterior, StarArrays
+from bayesdsm.infer._posterior import Posterior, StarArrays
 
 __all__ = ["draw_prior_truth", "draw_density_theta", "simulate_stars", "simulated_catalog"]
 
