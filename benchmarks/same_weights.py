@@ -28,7 +28,7 @@ def _leaves(path) -> dict[str, np.ndarray]:
     out = {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat if hasattr(v, "shape")}
     grid, _ = jax.tree_util.tree_flatten_with_path(model.validity_grid)
     out.update({"validity" + jax.tree_util.keystr(k): np.asarray(v) for k, v in grid})
-    return out
+    return {k: v for k, v in out.items() if np.issubdtype(v.dtype, np.number)}
 
 
 def main(argv=None) -> int:
