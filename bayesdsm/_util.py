@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["atomic_path", "chunked_map", "take"]
 
 
-def chunked_map(fn: Callable, n: int, chunk: int, *trees):
+def chunked_map(fn: Callable, n: int, chunk: int, *trees, progress: str | None = None):
     """``fn(*chunks)`` over the leading axis of ``trees``, in padded chunks, as NumPy.
 
     The chunk size is ``min(chunk, 2**ceil(log2 n))``, so a small input compiles a small
@@ -31,6 +31,7 @@ def chunked_map(fn: Callable, n: int, chunk: int, *trees):
         n: the number of rows (the trees' common leading length); must be > 0.
         chunk: the largest chunk.
         *trees: pytrees of arrays with leading axis ``n``.
+        progress: a label for a tqdm progress bar over the chunks (None: no bar).
 
     Returns:
         ``fn``'s output pytree with leading axis ``n``, as NumPy arrays.
@@ -38,8 +39,13 @@ def chunked_map(fn: Callable, n: int, chunk: int, *trees):
     if n <= 0:
         raise ValueError("chunked_map needs at least one row")
     size = min(chunk, 1 << max(n - 1, 1).bit_length())
+    starts = range(0, n, size)
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=progress, unit="chunk")
     outs = []
-    for start in range(0, n, size):
+    for start in starts:
         m = min(size, n - start)
 
         def piece(a, start=start, m=m):

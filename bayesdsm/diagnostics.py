@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesdsm._util import chunked_map
 from bayesdsm.catalog import Catalog
 from bayesdsm.covariance import quadform
 from bayesdsm.emulator import Emulator
@@ -250,25 +251,14 @@ def star_diagnostics(
     stars = stardata_from_catalog(sub, dtype=dtype)
     emu_d = emu.astype(dtype)
     n = len(index)
-    # a power-of-two chunk no larger than needed: few distinct shapes, few compilations
-    chunk_size = max(1, min(chunk_size, max(256, 1 << max(n - 1, 0).bit_length())))
-    starts = range(0, n, chunk_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="diagnostics", unit="chunk")
-    parts = []
-    pairs_j = jnp.asarray(pairs)
-    for s in starts:
-        idx = np.minimum(np.arange(s, s + chunk_size), n - 1)  # pad with the last star
-        chunk = jax.tree_util.tree_map(lambda a, i=idx: jnp.asarray(a[i]), stars)
-        out = _chunk(emu_d, chunk, pairs_j, reddening == "fit")
-        keep = min(chunk_size, n - s)
-        parts.append({k: np.asarray(v)[:keep] for k, v in out.items()})
-    cat_ = {
-        k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
-        for k in ("ebv", "ebv_err", "scores", "mag_score", "chi2", "dof", "R", "M0")
-    }
+    keys = ("ebv", "ebv_err", "scores", "mag_score", "chi2", "dof", "R", "M0")
+    if n:
+        pairs_j, fit = jnp.asarray(pairs), reddening == "fit"
+        out = chunked_map(lambda c: _chunk(emu_d, c, pairs_j, fit), n, chunk_size, stars,
+                          progress="diagnostics" if progress else None)  # fmt: skip
+        cat_ = {k: out[k] for k in keys}
+    else:
+        cat_ = dict.fromkeys(keys, np.zeros(0))
     nb, npair = len(emu.bands), len(pairs)
     if n == 0:
         cat_.update(scores=np.zeros((0, npair)), R=np.zeros((0, nb)), M0=np.zeros((0, nb)))

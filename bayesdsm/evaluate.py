@@ -14,8 +14,6 @@ components are the colours of the observed bands plus M_ref when the parallax is
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesdsm._util import atomic_path, chunked_map
 from bayesdsm.emulator import Emulator, batched, check_theta_range, predict_colours
 from bayesdsm.errors import CatalogError, ConfigError
 from bayesdsm.likelihood import chi2, colour_scores, dof, stardata_from_catalog
@@ -69,20 +68,6 @@ class Evaluation(NamedTuple):
 
 def _emulator(model) -> Emulator:
     return model.emulator if isinstance(model, StellarModel) else model
-
-
-def _chunked(fn, arrays, n: int, chunk: int):
-    """Apply a jitted ``fn`` to fixed-size chunks of the leading axis (last one padded)."""
-    chunk = max(1, min(chunk, n))
-    outs = []
-    for start in range(0, n, chunk):
-        idx = np.arange(start, start + chunk)
-        idx = np.where(idx < n, idx, start)
-        part = jax.tree_util.tree_map(lambda a, i=idx: jnp.asarray(a[i]), arrays)
-        res = fn(part)
-        keep = min(chunk, n - start)
-        outs.append(jax.tree_util.tree_map(lambda r, k=keep: np.asarray(r)[:k], res))
-    return jax.tree_util.tree_map(lambda *r: np.concatenate(r), *outs)
 
 
 def _match_bands(cat, bands):
@@ -180,7 +165,7 @@ def evaluate_catalog(model, cat, *, chunk: int = 4096) -> Evaluation:
             return chi2(e, s), dof(s), colour_scores(e, s, fit_reddening=True)
 
         fn = jax.jit(lambda s: batched(per_star)(emu, s))
-        c2, d, sc = _chunked(fn, stars, n, chunk)
+        c2, d, sc = chunked_map(fn, n, chunk, stars)
     no_colour = d <= 0
     flag = flag | np.where(no_colour, FLAG_NO_COLOUR, 0)
     flag = flag | np.where(np.isfinite(c2) | ~has_theta, 0, FLAG_NONFINITE)
@@ -243,7 +228,7 @@ def predict_table(model, theta, ebv=None, *, chunk: int = 8192) -> dict[str, np.
 
         fn = jax.jit(lambda a: batched(one)(emu_f64, a[0], a[1]))
         ee = np.zeros(n) if e is None else e
-        bm, r, red = _chunked(fn, (theta, ee), n, chunk)
+        bm, r, red = chunked_map(fn, n, chunk, (theta, ee))
         out = {c: bm[:, i] for i, c in enumerate(comps)}
         out.update({f"R_{b}": r[:, i] for i, b in enumerate(bands)})
         if e is not None:
@@ -333,14 +318,7 @@ def write_table(columns: dict[str, np.ndarray], path) -> Path:
     path = Path(path)
     fmt = _table_format(path)
     table = Table({k: np.asarray(v) for k, v in columns.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        kw = {"path": "data", "serialize_meta": False} if fmt == "hdf5" else {}
+    kw = {"path": "data", "serialize_meta": False} if fmt == "hdf5" else {}
+    with atomic_path(path) as tmp:
         table.write(tmp, format=fmt, overwrite=True, **kw)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from bayesdsm._util import atomic_path
 from bayesdsm.conventions import b_matrix
 from bayesdsm.emulator import Emulator, EmulatorConfig, emulator_arrays, emulator_from_arrays
 from bayesdsm.errors import ConfigError, ModelFileError
@@ -214,31 +214,24 @@ def save_model(model: StellarModel, path) -> Path:
         "arrays": index,
     }
     hbytes = json.dumps(header, default=_json_default, ensure_ascii=False).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            digest = hashlib.sha256()
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        digest = hashlib.sha256()
 
-            def write(b):
-                fh.write(b)
-                digest.update(b)
+        def write(b):
+            fh.write(b)
+            digest.update(b)
 
-            write(_MAGIC)
-            write(struct.pack("<Q", len(hbytes)))
-            write(hbytes)
-            write(b"\0" * (-(len(_MAGIC) + 8 + len(hbytes)) % _ALIGN))
-            for a in arrays.values():
-                b = a.tobytes()
-                write(b)
-                write(b"\0" * (-len(b) % _ALIGN))
-            fh.write(_TRAILER + digest.digest())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        write(_MAGIC)
+        write(struct.pack("<Q", len(hbytes)))
+        write(hbytes)
+        write(b"\0" * (-(len(_MAGIC) + 8 + len(hbytes)) % _ALIGN))
+        for a in arrays.values():
+            b = a.tobytes()
+            write(b)
+            write(b"\0" * (-len(b) % _ALIGN))
+        fh.write(_TRAILER + digest.digest())
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bayesdsm import diagnostics as D
+from bayesdsm._util import atomic_path
 from bayesdsm.catalog import Catalog
 from bayesdsm.emulator import Emulator
 
@@ -583,9 +583,8 @@ def make_report(
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 _CAPTIONS = {
@@ -647,7 +646,6 @@ def _write_html(path: Path, summary, figures, skipped, title) -> Path:
     parts.append("<h2>Summary</h2><pre>")
     parts.append(esc(json.dumps(summary, indent=2, ensure_ascii=False)))
     parts.append("</pre></body></html>")
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
     return path

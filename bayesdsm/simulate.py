@@ -868,11 +868,11 @@ def write_compact(cat: Catalog, path) -> None:
     Float columns other than ra/dec/l/b are stored as float32 and rounded with
     :func:`_quantize`. Written atomically; read back with :func:`bayesdsm.catalog.read_catalog`.
     """
-    import os
     from pathlib import Path
 
     import pyarrow.parquet as pq
 
+    from bayesdsm._util import atomic_path
     from bayesdsm.catalog import catalog_to_table
 
     path = Path(path)
@@ -884,16 +884,11 @@ def write_compact(cat: Catalog, path) -> None:
         if t[name].dtype.kind == "f" and name not in ("ra", "dec", "l", "b"):
             t[name] = _quantize(name, np.asarray(t[name]))
             floats.append(name)
-    tmp = path.with_name(f".tmp-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         t.write(tmp, format="parquet", overwrite=True)
         pat = pq.read_table(tmp)  # keeps astropy's metadata (units, meta) in the schema
         pq.write_table(pat, tmp, compression="zstd", compression_level=19,
                        use_byte_stream_split=floats, write_statistics=False)  # fmt: skip
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 if __name__ == "__main__":
