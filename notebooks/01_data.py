@@ -28,8 +28,8 @@
 #
 # Your own survey: `read_catalog(path, preset=...)` reads FITS/Parquet/ECSV/CSV/HDF5, with
 # presets for APOGEE DR17, GALAH DR3, LAMOST DD-Payne, Gaia DR3, PS1, 2MASS and unWISE
-# (`bayesdsm.presets.list_presets()`), or the canonical column names (see
-# `bayesdsm.catalog_io`).
+# (`bayesdsm.catalog.list_presets()`), or the canonical column names (see
+# `bayesdsm.catalog._schema`).
 
 # %%
 import os
@@ -39,11 +39,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import bayesdsm
-from bayesdsm.catalog import read_catalog
+from bayesdsm.catalog import list_presets, read_catalog
 from bayesdsm.config import CutsConfig
 from bayesdsm.cuts import prepare
 from bayesdsm.data import demo_path
-from bayesdsm.presets import list_presets
 
 # %matplotlib inline
 SMALL = os.environ.get("BAYESDSM_NOTEBOOK_SMALL") == "1"  # set by the test suite

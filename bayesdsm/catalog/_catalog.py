@@ -25,7 +25,8 @@ field                     shape        meaning (units)
 Stars without a spectroscopic θ (pure photometric catalogs for inference) carry NaN in
 ``theta`` and ``theta_cov``.
 
-File I/O and validation live in :mod:`bayesdsm.catalog_io` and are re-exported here.
+Files and tables (:func:`~bayesdsm.catalog.read_catalog` and friends) are in
+:mod:`bayesdsm.catalog._io` and :mod:`bayesdsm.catalog._table`.
 """
 
 from __future__ import annotations
@@ -38,17 +39,7 @@ import numpy as np
 
 from bayesdsm.conventions import validate_bands
 
-__all__ = [
-    "Catalog",
-    "COV_COLUMNS",
-    "THETA_COLUMNS",
-    "read_catalog",
-    "write_catalog",
-    "read_table",
-    "catalog_to_table",
-    "catalog_from_table",
-    "merge_catalogs",
-]
+__all__ = ["Catalog"]
 
 _PER_STAR_FIELDS = (
     "theta",
@@ -214,16 +205,3 @@ class Catalog:
             source_id=source_id,
             **kwargs,
         )
-
-
-# File I/O is re-exported for convenience (``from bayesdsm.catalog import read_catalog``).
-from bayesdsm.catalog_io import (  # noqa: E402
-    COV_COLUMNS,
-    THETA_COLUMNS,
-    catalog_from_table,
-    catalog_to_table,
-    merge_catalogs,
-    read_catalog,
-    read_table,
-    write_catalog,
-)

@@ -1,7 +1,7 @@
 """Column presets: map an archive's own schema onto bayesdsm's canonical columns.
 
 A preset is a small TOML (or JSON) mapping, read into the frozen dataclass
-:class:`Preset`. Shipped presets live in ``bayesdsm/presets/*.toml`` (read with
+:class:`Preset`. Shipped presets live in ``bayesdsm/catalog/presets/*.toml`` (read with
 :mod:`importlib.resources`); users pass their own file by path::
 
     cat = read_catalog("my_survey.fits", preset="my_preset.toml")
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesdsm.catalog_io import COV_COLUMNS, _column_array, _guess_format
+from bayesdsm.catalog._schema import COV_COLUMNS, column_array, guess_format
 from bayesdsm.config import from_dict
 from bayesdsm.errors import CatalogError, ConfigError
 
@@ -107,7 +107,7 @@ class Preset:
 
 
 def _preset_dir():
-    return resources.files("bayesdsm") / "presets"
+    return resources.files("bayesdsm.catalog") / "presets"
 
 
 def list_presets() -> list[str]:
@@ -170,7 +170,7 @@ class _Source:
             raise CatalogError(
                 f"preset {self.preset.name!r} needs column {col!r}, which is not in the table "
                 f"(its first columns: {self.table.colnames[:15]}). Check the file, or write "
-                "your own preset (see bayesdsm.presets).",
+                "your own preset (see bayesdsm.catalog.Preset).",
                 column=col,
                 rule="missing_column",
             )
@@ -180,15 +180,15 @@ class _Source:
         name = self.name(col)
         kind = np.asarray(self.table[name]).dtype.kind
         if kind in "SU":
-            return _column_array(self.table, name, "str")
+            return column_array(self.table, name, "str")
         if kind == "b":
-            return _column_array(self.table, name, "bool")
+            return column_array(self.table, name, "bool")
         if kind in "iu":
             data = np.asarray(self.table[name])
             if np.any(getattr(self.table[name], "mask", False)):
-                return _column_array(self.table, name)
+                return column_array(self.table, name)
             return data
-        return _column_array(self.table, name)
+        return column_array(self.table, name)
 
 
 def _rejections(src: _Source, preset: Preset) -> tuple[np.ndarray, list[dict]]:
@@ -310,6 +310,6 @@ def read_preset_table(path, preset, format: str | None = None):
     if preset.reader == "h5py_compound":
         raw = _read_h5py_compound(path, preset)
     else:
-        fmt = _guess_format(path, format or preset.format or None)
+        fmt = guess_format(path, format or preset.format or None)
         raw = Table.read(path, format=fmt)
     return apply_preset(raw, preset)

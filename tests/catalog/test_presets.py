@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 from astropy.table import MaskedColumn, Table
 
-from bayesdsm.catalog import catalog_from_table, merge_catalogs, read_catalog, read_table
+from bayesdsm.catalog import (
+    apply_preset,
+    catalog_from_table,
+    flux_to_mag,
+    list_presets,
+    load_preset,
+    merge_catalogs,
+    read_catalog,
+    read_table,
+)
 from bayesdsm.errors import CatalogError, ConfigError
-from bayesdsm.presets import apply_preset, flux_to_mag, list_presets, load_preset
 
 SHIPPED = [
     "apogee_dr17",

@@ -113,6 +113,21 @@ def test_csv_gives_paper_band_order_and_overwrites_atomically(tmp_path):
     assert len(back) == 7 and back.bands == ("G", "W1")
 
 
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = write_catalog(make_catalog(n=5), tmp_path / "c.parquet")
+
+    def broken_write(self, tmp, **kwargs):
+        tmp.write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Table, "write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_catalog(make_catalog(n=7), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.parquet"]
+    monkeypatch.undo()
+    assert len(read_catalog(path)) == 5
+
+
 def test_csv_refuses_multidimensional_extra(tmp_path):
     cat = make_catalog(n=4)
     cat = cat.replace(extra={"vec": np.zeros((4, 2))})
