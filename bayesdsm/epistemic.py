@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from bayesdsm._util import chunked_map, take
 from bayesdsm.emulator import Emulator, batched, emulator_arrays, predict_colours
 from bayesdsm.emulator_model import (
     RegularizationConfig,
@@ -55,6 +56,7 @@ from bayesdsm.likelihood import (
     stardata_from_catalog,
 )
 from bayesdsm.model_file import StellarModel
+from bayesdsm.train._svi import init_state, run_steps
 
 __all__ = [
     "EpistemicConfig",
@@ -191,23 +193,6 @@ def weight_sites(emu: Emulator, sites=None) -> tuple[str, ...]:
     return tuple(sites)
 
 
-def _take(stars: StarData, idx) -> StarData:
-    return jax.tree_util.tree_map(lambda a: a[idx], stars)
-
-
-def _chunks(fn, n: int, chunk: int, *trees):
-    """``fn`` over the leading axis in fixed-size (padded) chunks, concatenated as NumPy."""
-    chunk = max(1, min(chunk, n))
-    outs = []
-    for start in range(0, n, chunk):
-        idx = np.arange(start, start + chunk)
-        idx = np.where(idx < n, idx, start)
-        part = [jax.tree_util.tree_map(lambda a, i=idx: jnp.asarray(a[i]), t) for t in trees]
-        keep = min(chunk, n - start)
-        outs.append(jax.tree_util.tree_map(lambda r, k=keep: np.asarray(r)[:k], fn(*part)))
-    return jax.tree_util.tree_map(lambda *r: np.concatenate(r), *outs)
-
-
 def _freeze(emu: Emulator, stars: StarData, chunk: int):
     """Frozen whitened covariances W (N, n_bands, 5) and χ²/dof at the MAP network."""
 
@@ -217,7 +202,7 @@ def _freeze(emu: Emulator, stars: StarData, chunk: int):
         c2 = jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, s, W)
         return W, c2 / jnp.maximum(jax.vmap(dof)(s), 1.0)
 
-    return _chunks(part, len(stars.mag), chunk, stars)
+    return chunked_map(part, len(stars.mag), chunk, stars)
 
 
 def _residual_of(emu: Emulator, unravel, w_flat, star: StarData):
@@ -256,7 +241,7 @@ def _whitening(
     step = max(1, min(config.chunk_size, 256))
     for start in range(0, sub.size, step):
         idx = sub[start : start + step]
-        H += np.asarray(part(_take(stars, idx), W[idx]), np.float64)
+        H += np.asarray(part(take(stars, idx), W[idx]), np.float64)
     H *= n / sub.size
     priors = weight_priors(emu, n_total, reg, (reg.n_bands_norm or emu.n_bands) / 2)
 
@@ -282,8 +267,9 @@ def _make_svi(emu: Emulator, n_total: int, reg, config: EpistemicConfig, free, w
     """SVI in whitened coordinates z: w = w_MAP + T z, T Tᵀ = Laplace covariance.
 
     The model of z is :func:`bayesdsm.emulator_model.emulator_model` (its log joint at w(z),
-    through ``log_density`` under ``block``; the Jacobian of w(z) is constant). Near the
-    MAP the posterior of z is close to N(0, I), whatever the conditioning of the
+    through ``log_density`` under ``block``; the Jacobian of w(z) is constant). Its
+    arguments are ``(stars, W, idx)``, as :func:`bayesdsm.train._svi.run_steps` passes
+    them. Near the MAP the posterior of z is close to N(0, I), whatever the conditioning of the
     weights', so one learning rate suits all. The guide starts at z = 0 (the MAP).
     """
     import numpyro
@@ -306,7 +292,8 @@ def _make_svi(emu: Emulator, n_total: int, reg, config: EpistemicConfig, free, w
 
     flat = [k for k in free if isinstance(priors[k], dist.ImproperUniform)]
 
-    def model(stars, W):
+    def model(stars, W, idx):
+        del idx  # the minibatch's rows (no per-star parameters)
         z = numpyro.sample("z", dist.ImproperUniform(constraints.real, (), (w0j.size,)))
         w = unravel(w0j + Tj @ z)
         with numpyro.handlers.block():
@@ -405,29 +392,25 @@ def fit_guide(
         rng = np.random.default_rng(config.seed)
         batches = _minibatches(rng, n, config.batch_size, config.steps)
         key_init, key_run, key_draw = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-        # under jit, init traces the model once instead of compiling every primitive
-        state = jax.jit(svi.init)(key_init, _take(stars, batches[0]), W[batches[0]])
-
-        @jax.jit
-        def run(state, stars, W, idx):
-            def step(s, i):
-                return svi.update(s, _take(stars, i), W[i])
-
-            return jax.lax.scan(step, state, idx)
-
+        b0 = batches[0]
+        state = init_state(svi, key_init, take(stars, b0), W[b0], jnp.asarray(b0))
+        per_call = min(config.steps_per_call, config.steps)
         losses = []
         bar = tqdm(total=config.steps, desc="epistemic SVI", disable=not progress, leave=False)
-        for start in range(0, config.steps, config.steps_per_call):
-            state, loss = run(
-                state, stars, W, jnp.asarray(batches[start : start + config.steps_per_call])
+        for start in range(0, config.steps, per_call):
+            rows = batches[start : start + per_call]
+            n_steps = len(rows)
+            rows = np.concatenate([rows, np.repeat(rows[-1:], per_call - n_steps, axis=0)])
+            state, loss, bad = run_steps(
+                svi, state, jnp.asarray(rows), jnp.asarray(n_steps, jnp.int32), (stars, W)
             )
-            loss = np.asarray(loss)
-            if not np.all(np.isfinite(loss)):
+            if int(bad) >= 0:
                 bar.close()
                 raise TrainingError(
-                    f"the negative ELBO became non-finite at step ≤ {start + len(loss)}; "
+                    f"the negative ELBO became non-finite at step {start + int(bad)}; "
                     "lower EpistemicConfig.lr or init_scale, or use guide='normal'"
                 )
+            loss = np.asarray(loss)[:n_steps]
             losses.append(loss)
             bar.update(len(loss))
             bar.set_postfix(elbo=f"{-float(loss.mean()):.6g}")
@@ -542,7 +525,7 @@ def predictive_spread(model: StellarModel, theta, ebv=None, *, chunk: int = 2048
             per_draw = jax.vmap(lambda p: batched(one)(emulator_from_params(template, p), t, ee))
             return tuple(stats(x) for x in per_draw(draws))
 
-        (bm_m, bm_s), (r_m, r_s), (red_m, red_s) = _chunks(part, n, chunk, theta, e)
+        (bm_m, bm_s), (r_m, r_s), (red_m, red_s) = chunked_map(part, n, chunk, theta, e)
     out = {"BM_mean": bm_m, "BM_std": bm_s, "R_mean": r_m, "R_std": r_s}
     if ebv is not None:
         out.update({"red_mean": red_m, "red_std": red_s})

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform, small_matmul, whiten
+from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform, whiten
 from bayesdsm.emulator import Emulator, reddening
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "chi2_whitened",
     "model_jacobians",
     "rebuild_star",
-    "distance_offset_terms",
 ]
 
 LN10_5 = 5.0 / np.log(10.0)
@@ -381,59 +380,3 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     r = residual(M + a, star)
     chi = jnp.sum(cov.dinv * r**2) - jnp.sum((W.T @ r) ** 2)
     return e, e_err, W, chi, R
-
-
-def distance_offset_terms(emu: Emulator, star: StarData, W, z=None):
-    """Gauss-Newton terms of one star's frozen χ² along the two distance directions.
-
-    The directions act on the observed bands' model magnitudes: d_s = 𝟙 (a common offset
-    s of every M, i.e. of the distance) and d_δ = E 𝟙 (a common offset δ of the
-    reddening vector, A → A + E δ, i.e. a distance error ∝ E). Only the parallax (the 𝟙
-    direction of the covariance) constrains them. With C⁻¹ = diag(mask/σ²) - W Wᵀ (the
-    frozen covariance, as in :func:`chi2_whitened`), r the residual at ``star.theta`` and
-    E = ``star.ebv``, D = (d_s, d_δ):
-
-        b = Dᵀ C⁻¹ r (2,),   H = Dᵀ C⁻¹ D (2, 2),
-
-    so the step Δp = (Σ H)⁻¹ Σ b over stars minimises Σ (r - D Δp)ᵀ C⁻¹ (r - D Δp).
-
-    Args:
-        z: (3,) the star's whitened latent offset (method ``latent_theta``), with
-            ``star.theta`` = θ̂ + L z the latent θ and ``star.theta_chol`` = L its prior's
-            Cholesky factor (objective χ²(θ) + zᵀz, W without the J C_θ Jᵀ term). The
-            terms are then those of the joint Gauss-Newton step in (Δp, Δz), with z
-            eliminated (Schur complement): with G = ∂m/∂z = J L, K = Gᵀ C⁻¹ G + I and
-            T = -K⁻¹ Gᵀ C⁻¹ D,
-
-                H = Dᵀ C⁻¹ D + (Gᵀ C⁻¹ D)ᵀ T,   b = Dᵀ C⁻¹ r + Tᵀ (Gᵀ C⁻¹ r - z),
-
-            and z's part of that step is K⁻¹ (Gᵀ C⁻¹ r - z) + T Δp. At z's optimum
-            (Gᵀ C⁻¹ r = z) b is the profile's gradient and H its Gauss-Newton curvature:
-            θ absorbs part of any distance error, so H is smaller than at fixed θ. If
-            ``z`` is None, θ is fixed (the paper's method, whose W already holds
-            J C_θ Jᵀ) and T = 0.
-
-    Returns:
-        (b (2,), H (2, 2), T (3, 2)).
-    """
-    m, _ = model_magnitudes(emu, star.theta, star.ebv)
-    r = residual(m, star)
-    dinv = star.mask / star.mag_err**2
-
-    def cinv(v):
-        return dinv * v - W @ (W.T @ v)
-
-    D = jnp.stack([star.mask, star.ebv * star.mask], axis=1)
-    CiD = jax.vmap(cinv, 1, 1)(D)
-    b = CiD.T @ r
-    H = D.T @ CiD
-    T = jnp.zeros((3, 2), D.dtype)
-    if z is not None:
-        J = jax.jacfwd(lambda t: model_magnitudes(emu, t, star.ebv)[0])(star.theta)
-        G = small_matmul(J, star.theta_chol) * star.mask[:, None]
-        CiG = jax.vmap(cinv, 1, 1)(G)
-        K = G.T @ CiG + jnp.eye(3, dtype=D.dtype)
-        T = -jnp.linalg.solve(K, G.T @ CiD)
-        H = H + (G.T @ CiD).T @ T
-        b = b + T.T @ (CiG.T @ r - z)
-    return b, H, T

@@ -26,14 +26,12 @@ from bayesdsm.likelihood import (
     chi2,
     chi2_whitened,
     colour_scores,
-    distance_offset_terms,
     dof,
     frozen_whitening,
     linearized_parallax,
     model_magnitudes,
     n_components,
     reddening_posterior,
-    residual,
 )
 
 N_STARS = 24
@@ -309,113 +307,3 @@ def test_reddening_posterior_with_curvature(key):
     assert float(at_truth) == pytest.approx(e_true, abs=1e-8)
     assert abs(float(near) - e_true) < 0.05 * 0.1
     assert abs(float(linear) - e_true) > 5 * abs(float(near) - e_true)
-
-
-def test_distance_offset_terms_are_the_whitened_chi2s_derivatives(setup):
-    """b and H of the distance directions are -½ ∇ and ½ ∇² of the training χ²
-    (:func:`chi2_whitened`) when the observed magnitudes move by D Δp, D = (𝟙, E 𝟙);
-    stars without a parallax carry no information on them."""
-    emu, stars = setup
-    for i in range(8):
-        s = jax.tree_util.tree_map(jnp.asarray, star(stars, i))
-        W = frozen_whitening(emu, s)
-        D = jnp.stack([s.mask, s.ebv * s.mask], 1)
-
-        def f(dp, s=s, W=W, D=D):
-            return chi2_whitened(emu, s._replace(mag=s.mag - D @ dp), W)
-
-        b, H, T = distance_offset_terms(emu, s, W)
-        zero = jnp.zeros(2, jnp.float64)
-        np.testing.assert_allclose(b, -0.5 * jax.grad(f)(zero), rtol=1e-7, atol=1e-7)
-        np.testing.assert_allclose(H, 0.5 * jax.hessian(f)(zero), rtol=1e-7, atol=1e-7)
-        np.testing.assert_array_equal(T, 0.0)
-        if float(s.has_parallax) == 0.0:
-            assert float(jnp.max(jnp.abs(H))) < 1e-6 * float(jnp.sum(s.mask / s.mag_err**2))
-
-
-def test_distance_offset_terms_profile_the_latent_theta(key):
-    """Latent θ (method latent_theta): near-noise-free photometry of a star at
-    θ = θ̂ + L z₀. The exact profile P(Δp) = min_z [χ²_W(θ̂ + L z; m̂ - D Δp) + zᵀz],
-    re-minimised by Newton at each Δp, has gradient -2b and Hessian 2H at Δp = 0 (finite
-    differences), and its minimiser z*(Δp) moves by T Δp."""
-    with jax.enable_x64(True):
-        emu = random_emulator(key, jnp.float64)
-        s = jax.tree_util.tree_map(jnp.asarray, star(random_stars(np.random.default_rng(3), 1), 0))
-        s = s._replace(
-            mask=jnp.ones_like(s.mask), mag_err=jnp.full_like(s.mag_err, 0.01),
-            has_parallax=jnp.ones_like(s.has_parallax), sigma_mu=jnp.asarray(0.15),
-        )  # fmt: skip
-        z0 = jnp.asarray([0.6, -0.4, 0.3])
-        m, _ = model_magnitudes(emu, s.theta + s.theta_chol @ z0, s.ebv)
-        s = s._replace(mag=m + s.mu)
-        W = frozen_whitening(emu, s._replace(theta_chol=jnp.zeros_like(s.theta_chol)))
-        D = jnp.stack([s.mask, s.ebv * s.mask], 1)
-
-        def F(z, dp):
-            th = s.theta + s.theta_chol @ z
-            return chi2_whitened(emu, s._replace(theta=th, mag=s.mag - D @ dp), W) + z @ z
-
-        @jax.jit
-        def zstar(dp):
-            def newton(z, _):
-                return z - jnp.linalg.solve(jax.hessian(F)(z, dp), jax.grad(F)(z, dp)), None
-
-            return jax.lax.scan(newton, z0, None, length=20)[0]
-
-        @jax.jit
-        def P(dp):
-            return F(zstar(dp), dp)
-
-        z_map = zstar(jnp.zeros(2))
-        at_map = s._replace(theta=s.theta + s.theta_chol @ z_map)
-        b, H, T = distance_offset_terms(emu, at_map, W, z_map)
-        h = 1e-4
-        e = np.eye(2) * h
-        grad = np.array([(P(e[i]) - P(-e[i])) / (2 * h) for i in range(2)])
-        hess = np.array(
-            [[(P(e[i] + e[j]) - P(e[i] - e[j]) - P(-e[i] + e[j]) + P(-e[i] - e[j])) / (4 * h * h)
-              for j in range(2)] for i in range(2)]
-        )  # fmt: skip
-        np.testing.assert_allclose(b, -0.5 * grad, rtol=1e-3, atol=1e-6)
-        np.testing.assert_allclose(H, 0.5 * hess, rtol=2e-3)
-        # the profile is much flatter than the fixed-θ curvature along δ: θ absorbs it
-        _, H_fixed, _ = distance_offset_terms(
-            emu, s._replace(theta=s.theta + s.theta_chol @ z_map), W
-        )
-        assert H[1, 1] < H_fixed[1, 1]
-        dz = np.stack([(zstar(e[i]) - zstar(-e[i])) / (2 * h) for i in range(2)], 1)
-        np.testing.assert_allclose(T, dz, rtol=2e-3, atol=1e-6)
-
-
-def test_distance_offset_terms_away_from_the_latent_optimum(setup):
-    """With z not at its optimum the terms are the Schur complement of the joint
-    Gauss-Newton system in (Δp, Δz), built densely (C⁻¹ from diag and W, G = ∂m/∂z by
-    jacfwd), and z's part of the joint step is K⁻¹ (Gᵀ C⁻¹ r - z) + T Δp."""
-    emu, stars = setup
-    rng = np.random.default_rng(4)
-    for i in range(3, 9):
-        s = jax.tree_util.tree_map(jnp.asarray, star(stars, i))
-        W = frozen_whitening(emu, s._replace(theta_chol=jnp.zeros_like(s.theta_chol)))
-        z = jnp.asarray(rng.normal(size=3))
-        th = s.theta + s.theta_chol @ z
-        b, H, T = distance_offset_terms(emu, s._replace(theta=th), W, z)
-        mask = np.asarray(s.mask)
-        r = np.asarray(residual(model_magnitudes(emu, th, s.ebv)[0], s))
-        Ci = np.diag(mask / np.asarray(s.mag_err) ** 2) - np.asarray(W) @ np.asarray(W).T
-
-        def mags(q, s=s):
-            return model_magnitudes(emu, s.theta + s.theta_chol @ q, s.ebv)[0]
-
-        G = np.asarray(jax.jacfwd(mags)(z)) * mask[:, None]
-        X = np.concatenate([np.stack([mask, float(s.ebv) * mask], 1), G], 1)
-        A = X.T @ Ci @ X + np.diag([0, 0, 1.0, 1.0, 1.0])
-        rhs = X.T @ Ci @ r - np.concatenate([[0, 0], np.asarray(z)])
-        Azz_inv = np.linalg.inv(A[2:, 2:])
-        H_ref = A[:2, :2] - A[:2, 2:] @ Azz_inv @ A[2:, :2]
-        b_ref = rhs[:2] - A[:2, 2:] @ Azz_inv @ rhs[2:]
-        np.testing.assert_allclose(H, H_ref, rtol=1e-6, atol=1e-8)
-        np.testing.assert_allclose(b, b_ref, rtol=1e-6, atol=1e-8)
-        dp = np.array([0.03, -0.02])
-        dz_ref = Azz_inv @ (rhs[2:] - A[2:, :2] @ dp)
-        own = np.linalg.solve(A[2:, 2:], G.T @ Ci @ r - np.asarray(z))
-        np.testing.assert_allclose(own + np.asarray(T) @ dp, dz_ref, rtol=1e-6, atol=1e-9)

@@ -1,0 +1,1 @@
+"""Tests of bayesdsm.train (a package, so its basenames may repeat elsewhere in tests/)."""
