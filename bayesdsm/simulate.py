@@ -43,7 +43,7 @@ import numpy as np
 from bayesdsm.catalog import Catalog
 from bayesdsm.conventions import BAND_SURVEY, BANDS, b_matrix_inverse, validate_bands
 from bayesdsm.errors import ConfigError
-from bayesdsm.galaxy import DustModel, GalaxyModel, galactocentric
+from bayesdsm.galaxy import JURIC2008, DustModel, GalaxyModel
 from bayesdsm.mist import MIST_SYSTEM, SIM_EXTRA_HINT, system_offset
 
 __all__ = [
@@ -196,7 +196,7 @@ class SimConfig:
     populations: tuple[Population, ...] = _DEFAULT_POPULATIONS
     surveys: tuple[SpecSurvey, ...] = _DEFAULT_SURVEYS
     band_noise: dict[str, BandNoise] = field(default_factory=lambda: dict(DEFAULT_BAND_NOISE))
-    galaxy: GalaxyModel = field(default_factory=GalaxyModel)
+    galaxy: GalaxyModel = JURIC2008
     dust: DustModel = field(default_factory=DustModel)
     teff_range: tuple[float, float] = (3800.0, 8000.0)
     logg_range: tuple[float, float] = (0.0, 5.0)
@@ -675,8 +675,8 @@ def _observe(rng, st, cfg: SimConfig, truth):
         theta_hat[sel] = st["theta"][sel] + np.asarray(s.theta_offset) + eps
         cov[sel] = c
     # reddening prior (Green et al. 2021 §3.3)
-    _, zrel = galactocentric(st["l"], st["b"], st["dist"])
-    z_plane = np.abs(zrel + 25.0)
+    _, z = cfg.galaxy.galactocentric(st["l"], st["b"], st["dist"])
+    z_plane = np.abs(z)
     sfd = z_plane > cfg.ebv_z_threshold
     bay = ~sfd & (dec > cfg.bayestar_dec_min)
     ebv_ref = np.where(sfd, st["col"], np.where(bay, st["ebv"], 0.0))

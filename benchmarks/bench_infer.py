@@ -56,7 +56,7 @@ def _stars(post, n, rng, dev):
 def _map_worker(rank, n_procs, n, batch, barrier, out):
     """One process per core (the batch layer's layout): pinned, one XLA thread, MAP +
     Laplace on its share of the same n stars, timed from a common start (barrier)."""
-    from bayesdsm.batch._scheduler import LOCAL_WORKER_ENV
+    from bayesdsm.batch import LOCAL_WORKER_ENV
 
     os.environ.update(LOCAL_WORKER_ENV)
     if hasattr(os, "sched_setaffinity"):
@@ -64,7 +64,6 @@ def _map_worker(rank, n_procs, n, batch, barrier, out):
     import jax
 
     from bayesdsm.infer import InferConfig, find_modes
-    from bayesdsm.infer._driver import _cast
 
     cfg = InferConfig(batch_size=batch)
     post, dev = green2020_setup(cfg)
@@ -74,7 +73,7 @@ def _map_worker(rank, n_procs, n, batch, barrier, out):
 
     def run(rows):
         rows = np.concatenate([rows, np.full(batch - len(rows), rows[0])])  # one shape
-        js = _cast(stars.take(rows), post.dtype)
+        js = stars.take(rows).astype(post.dtype)
         return find_modes(post, js, cfg.n_starts, cfg.map_steps, cfg.mode_barrier)
 
     jax.block_until_ready(run(chunks[0]))  # compile
@@ -139,7 +138,7 @@ def main(argv=None):
     import jax.numpy as jnp
 
     from bayesdsm.infer import InferConfig, find_modes, infer_arrays, nuts_one_star, warm_up
-    from bayesdsm.infer._driver import _run_mcmc
+    from bayesdsm.infer.testing import TIERS, pad_size, run_mcmc
 
     cfg = InferConfig(batch_size=args.batch)
     post, dev = green2020_setup(cfg)
@@ -153,12 +152,10 @@ def main(argv=None):
             yield np.arange(s, min(s + args.batch, args.n))
 
     # --- tier: MAP + Laplace
-    from bayesdsm.infer._driver import _cast, _pad
-
     def js(rows):
-        m = _pad(len(rows)) if len(rows) < args.batch else len(rows)
-        return _cast(
-            stars.take(np.concatenate([rows, np.full(m - len(rows), rows[0])])), post.dtype
+        m = pad_size(len(rows)) if len(rows) < args.batch else len(rows)
+        return stars.take(np.concatenate([rows, np.full(m - len(rows), rows[0])])).astype(
+            post.dtype
         )
 
     jax.block_until_ready(
@@ -222,9 +219,10 @@ def main(argv=None):
 
     keys = star_keys(0, np.arange(len(rows)))
     ncfg = InferConfig(n_chains=2, nuts_warmup=400, nuts_samples=600)
-    _run_mcmc("nuts", post, sub, modes, mass, keys, ncfg, np.arange(nb))  # compile (same shape)
+    nuts = TIERS["nuts"]
+    run_mcmc(nuts, post, sub, modes, mass, keys, ncfg, np.arange(nb))  # compile (same shape)
     t, cpu = time.time(), time.process_time()
-    _, ok, *_ = _run_mcmc("nuts", post, sub, modes, mass, keys, ncfg, np.arange(nb))
+    _, ok, *_ = run_mcmc(nuts, post, sub, modes, mass, keys, ncfg, np.arange(nb))
     res["vmap_nuts_stars_per_s"] = round(nb / (time.time() - t), 2)
     res["vmap_nuts_stars_per_cpu_s"] = round(nb / (time.process_time() - cpu), 2)
     res["vmap_nuts_frac_ok"] = round(float(np.mean(ok)), 3)

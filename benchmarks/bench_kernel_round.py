@@ -34,7 +34,6 @@ def main(argv=None):
     from bench_infer import green2020_setup
 
     from bayesdsm.infer import InferConfig, find_modes, importance_sample, simulate_stars, star_keys
-    from bayesdsm.infer._driver import _cast
 
     cfg = InferConfig()
     post, dev = green2020_setup(cfg)
@@ -42,7 +41,7 @@ def main(argv=None):
     n = args.stars
     theta = dev[rng.integers(0, len(dev), n)]
     stars = simulate_stars(post, theta, np.full(n, 11.0), np.full(n, 0.2), rng)
-    js = _cast(stars, post.dtype)
+    js = stars.astype(post.dtype)
     modes = find_modes(post, js, cfg.n_starts, cfg.map_steps, cfg.mode_barrier)
     keys = jnp.asarray(star_keys(0, np.arange(n)))
 

@@ -132,7 +132,7 @@ post = build_posterior(model, config)
 stars, _ = star_arrays(sel, config, model.bands)
 # the batched engine pads a batch to a power of two (at least 8 stars): padding the same
 # way lets `infer_catalog` below reuse this compiled function instead of compiling its own
-padded = jax.tree_util.tree_map(jnp.asarray, stars.take(np.arange(8) % len(sel)))
+padded = stars.take(np.arange(8) % len(sel)).astype(post.dtype)  # JAX arrays, as the engine
 modes = find_modes(post, padded, config.n_starts, config.map_steps, config.mode_barrier)
 for k, lab in enumerate(labels):
     w = np.exp(np.asarray(modes.log_weight[k]))

@@ -33,6 +33,7 @@ from bayesdsm.batch._errors import BatchError
 from bayesdsm.batch._lsdb import open_results_lsdb
 from bayesdsm.batch._scheduler import (
     DEFAULT_ENGINE,
+    LOCAL_WORKER_ENV,
     BatchRun,
     BatchSummary,
     connect,
@@ -58,4 +59,5 @@ __all__ = [
     "run_cli",
     "configure_compile_cache",
     "DEFAULT_ENGINE",
+    "LOCAL_WORKER_ENV",
 ]

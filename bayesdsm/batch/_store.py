@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bayesdsm._util import atomic_path
+
 __all__ = ["Partition", "discover_partitions", "is_hats", "Manifest", "META_KEY"]
 
 META_KEY = b"bayesdsm.batch"
 MANIFEST_FORMAT = "bayesdsm-batch-1"
+#: Prefix of the temporary files of :func:`bayesdsm._util.atomic_path` (a killed worker
+#: may leave one behind; :func:`remove_temporaries` deletes them).
 TMP_PREFIX = ".tmp-"
 
 
@@ -117,14 +119,8 @@ def write_parquet_atomic(table, path: Path) -> None:
     """Write a pyarrow Table to ``path`` through a temporary file and ``os.replace``."""
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_file_identity(path: Path) -> dict | None:
@@ -235,10 +231,8 @@ class Manifest:
             "partitions": dict(sorted(self.partitions.items())),
             "runs": self.runs,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-manifest.json")
-        tmp.write_text(json.dumps(data, indent=1, default=_plain))
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, default=_plain))
         self._last_save = now
 
     def done_files(self, out_dir, names=None) -> list[Path]:

@@ -30,12 +30,12 @@ import numpy as np
 
 from bayesdsm.conventions import b_matrix_inverse
 from bayesdsm.emulator import Emulator, reddening
-from bayesdsm.priors import (
+from bayesdsm.galaxy import log_galactic_prior
+from bayesdsm.infer._priors import (
     FLAT_THETA_WALL,
     ThetaDensityPrior,
     log_ebv_prior,
     log_flat_theta_prior,
-    log_galactic_prior,
     log_volume_prior,
 )
 
@@ -65,7 +65,13 @@ class StarArrays(NamedTuple):
     lb_mask: jax.Array  # () bool: (l, b) known (else the galactic prior falls back to volume)
 
     def take(self, index) -> StarArrays:
+        """The stars ``index`` (NumPy arrays)."""
         return StarArrays(*(np.asarray(a)[index] for a in self))
+
+    def astype(self, dtype) -> StarArrays:
+        """JAX arrays for the engines: floats in ``dtype`` (the posterior's), masks bool."""
+        as_jax = lambda a: jnp.asarray(a) if np.asarray(a).dtype == bool else jnp.asarray(a, dtype)  # noqa: E731
+        return StarArrays(*(as_jax(a) for a in self))
 
 
 class Posterior(eqx.Module):
@@ -73,9 +79,9 @@ class Posterior(eqx.Module):
 
     Attributes:
         emulator: the emulator (its normaliser defines θ_n).
-        theta_prior: a :class:`~bayesdsm.priors.ThetaDensityPrior`, or None for flat.
+        theta_prior: a :class:`ThetaDensityPrior`, or None for flat.
         theta_lo, theta_hi: the flat θ prior's box (K, dex, dex).
-        prior: ``"volume"`` or ``"galactic"`` (static).
+        prior: ``"volume"`` or ``"galactic"`` (:func:`bayesdsm.galaxy.log_galactic_prior`; static).
         volume_length_pc, ebv_max: see :class:`InferConfig`.
     """
 

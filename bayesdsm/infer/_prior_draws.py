@@ -28,7 +28,7 @@ def draw_prior_truth(
     (:func:`draw_density_theta`).
 
     With ``wall`` (3,) [K, dex, dex], θ is drawn from the soft-walled box of
-    :func:`~bayesdsm.priors.log_flat_theta_prior` instead (half-Gaussian tails of s.d.
+    :func:`~bayesdsm.infer.log_flat_theta_prior` instead (half-Gaussian tails of s.d.
     ``wall`` outside ``box``; its defaults are (100, 0.1, 0.1)): that matches
     :class:`Posterior` with ``theta_prior=None`` and theta_lo/hi = box exactly, as
     calibration needs (a uniform box alone leaves out the walls' prior mass).
@@ -55,7 +55,7 @@ def draw_prior_truth(
 
 
 def draw_density_theta(prior, n: int, rng, *, margin: float = 4.0, batch: int = 65536):
-    """(n, 3) θ drawn exactly from a :class:`~bayesdsm.priors.ThetaDensityPrior`, by
+    """(n, 3) θ drawn exactly from a :class:`~bayesdsm.infer.ThetaDensityPrior`, by
     rejection: uniform proposals on its grid widened by ``margin`` cells each side (its
     walls fall as a Gaussian of one cell there, so e^(−margin²/2) of the edge density is
     left out), accepted with probability p(θ) / e^(max coefficient): ln p is a convex

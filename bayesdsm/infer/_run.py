@@ -10,13 +10,14 @@ loses nothing; the final table is the concatenation in input order.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from bayesdsm._util import atomic_path
+from bayesdsm.infer._cascade import infer_arrays
 from bayesdsm.infer._config import InferConfig
-from bayesdsm.infer._driver import build_posterior, infer_arrays, star_arrays
+from bayesdsm.infer._inputs import build_posterior, star_arrays
 from bayesdsm.infer._posterior import PARAMS, Posterior, StarArrays, star_model
 
 __all__ = ["infer_catalog", "run_inference", "nuts_one_star"]
@@ -119,12 +120,6 @@ def infer_catalog(model, catalog, config: InferConfig | None = None, *, theta_de
     return vstack(parts)
 
 
-def _atomic_write(table, path: Path):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    table.write(tmp, format="parquet", overwrite=True)
-    os.replace(tmp, path)
-
-
 def run_inference(
     model,
     catalog,
@@ -177,30 +172,29 @@ def run_inference(
             keep_draws=400 if idata_dir else 0,
         )
         cols, draws = res if idata_dir else (res, None)
-        _atomic_write(_table(cols, catalog, rows), parts / f"chunk_{k:05d}.parquet")
+        with atomic_path(parts / f"chunk_{k:05d}.parquet") as tmp:
+            _table(cols, catalog, rows).write(tmp, format="parquet", overwrite=True)
         if idata_dir:
             _write_idata(draws, catalog, rows, Path(idata_dir) / f"chunk_{k:05d}.nc")
         manifest["done"] = sorted(set(manifest["done"]) | {k})
-        tmp = manifest_path.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, manifest_path)
+        with atomic_path(manifest_path) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1))
         log(f"chunk {k + 1}/{n_chunks}: {len(rows)} stars")
     table = vstack([Table.read(parts / f"chunk_{k:05d}.parquet") for k in range(n_chunks)])
     fmt = {".parquet": "parquet", ".fits": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
-    table.write(out, format=fmt.get(out.suffix, None), overwrite=True)
+    with atomic_path(out) as tmp:
+        table.write(tmp, format=fmt.get(out.suffix, None), overwrite=True)
     return table
 
 
 def _write_idata(draws, catalog, rows, path: Path):
     import arviz as az
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     post = {p: draws[None, :, :, j].transpose(0, 2, 1) for j, p in enumerate(PARAMS)}
     idata = az.from_dict(
         posterior=post,
         coords={"star": np.asarray(catalog.source_id)[rows]},
         dims={p: ["star"] for p in PARAMS},
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    idata.to_netcdf(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        idata.to_netcdf(str(tmp))

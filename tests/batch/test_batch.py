@@ -73,6 +73,10 @@ def cheap_engine(model, catalog, config, seed):
     return t
 
 
+#: ``"module:function"`` of :func:`cheap_engine` (this module's name: ``batch.test_batch``).
+CHEAP_ENGINE = f"{__name__}:cheap_engine"
+
+
 @jax.jit
 def _sum_squares(mag):
     return jax.numpy.sum(mag * mag, axis=1) + 1.0
@@ -291,8 +295,7 @@ def test_resume_skips_done_and_adopts_orphans(emulator, catalog_dir, cheap_refer
     import json
 
     out = tmp_path / "out"
-    engine = f"{__name__}:cheap_engine"
-    first = _run(catalog_dir, out, model=emulator, config=CHEAP, partition_fn=engine)
+    first = _run(catalog_dir, out, model=emulator, config=CHEAP, partition_fn=CHEAP_ENGINE)
     assert (first.summary.n_done, first.summary.n_stars) == (N_PARTS, N_STARS)
     assert_same_stars(first.results, cheap_reference)
     # an interrupted run: two result files missing, one file finished after the client died
@@ -302,7 +305,7 @@ def test_resume_skips_done_and_adopts_orphans(emulator, catalog_dir, cheap_refer
     del m["partitions"]["part-00007"]
     (out / "manifest.json").write_text(json.dumps(m))
     (out / "partitions" / ".tmp-0123-part-00009.parquet").write_bytes(b"partial")
-    again = _run(catalog_dir, out, model=emulator, config=CHEAP, partition_fn=engine)
+    again = _run(catalog_dir, out, model=emulator, config=CHEAP, partition_fn=CHEAP_ENGINE)
     s = again.summary
     assert (s.n_done, s.n_skipped, s.n_failed, s.n_stars) == (2, N_PARTS - 2, 0, 2 * PER_PART)
     assert _manifest(out)["partitions"]["part-00007"]["adopted"]
@@ -310,7 +313,9 @@ def test_resume_skips_done_and_adopts_orphans(emulator, catalog_dir, cheap_refer
     assert_same_stars(again.results, cheap_reference)
     # the output directory belongs to one run: another seed is refused
     with pytest.raises(batch.BatchError, match="seed"):
-        _run(catalog_dir, out, model=emulator, config=CHEAP, partition_fn=engine, seed=SEED + 1)
+        _run(
+            catalog_dir, out, model=emulator, config=CHEAP, partition_fn=CHEAP_ENGINE, seed=SEED + 1
+        )
 
 
 def test_bad_partitions_fail_alone(emulator, survey, catalog_dir, tmp_path, capsys):
@@ -332,7 +337,7 @@ def test_bad_partitions_fail_alone(emulator, survey, catalog_dir, tmp_path, caps
         args,
         config=CHEAP,
         seed=SEED,
-        partition_fn=f"{__name__}:cheap_engine",
+        partition_fn=CHEAP_ENGINE,
     )
     assert status == 1
     text = capsys.readouterr().out
@@ -420,7 +425,7 @@ def test_hats_catalog_runs_through_same_path(emulator, survey, cheap_reference, 
     parts = batch.discover_partitions(hats_dir)
     assert len(parts) > 1 and all("Norder=" in p.name for p in parts)
     out = tmp_path / "out"
-    run = _run(hats_dir, out, model=emulator, config=CHEAP, partition_fn=f"{__name__}:cheap_engine")
+    run = _run(hats_dir, out, model=emulator, config=CHEAP, partition_fn=CHEAP_ENGINE)
     assert run.summary.n_failed == 0 and run.summary.n_stars == N_STARS
     assert_same_stars(run.results[cheap_reference.columns.tolist()], cheap_reference)
     joined = batch.open_results_lsdb(out).compute()
@@ -434,7 +439,7 @@ def test_hats_catalog_runs_through_same_path(emulator, survey, cheap_reference, 
         tmp_path / "out2",
         model=emulator,
         config=CHEAP,
-        partition_fn=f"{__name__}:cheap_engine",
+        partition_fn=CHEAP_ENGINE,
     )
     assert staged.summary.n_done == len(parts) and staged.summary.n_stars == N_STARS
     assert_same_stars(staged.results[cheap_reference.columns.tolist()], cheap_reference)
@@ -466,7 +471,7 @@ def test_worker_killed_mid_run(emulator, catalog_dir, cheap_reference, client, t
         model=emulator,
         config=SLOW_CHEAP,
         scheduler=client,
-        partition_fn=f"{__name__}:cheap_engine",
+        partition_fn=CHEAP_ENGINE,
     )
     t.join(5)
     assert pids[0] not in client.run(os.getpid).values()  # the worker did die
@@ -488,9 +493,10 @@ def test_client_killed_then_rerun_finishes_only_missing(
         "import jax, sys; from bayesdsm import batch; from bayesdsm.emulator import init_emulator\n"
         f"batch.infer_partitions(init_emulator(jax.random.PRNGKey(0)), {str(catalog_dir)!r}, "
         f"{str(out)!r}, scheduler={address!r}, config={SLOW_CHEAP!r}, seed={SEED}, "
-        "partition_fn='test_batch:cheap_engine', progress=False)\n"
+        f"partition_fn={CHEAP_ENGINE!r}, progress=False)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    tests = str(Path(__file__).parents[1])  # where this test package can be imported from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, *sys.path])}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
         deadline = time.monotonic() + 240
@@ -508,7 +514,7 @@ def test_client_killed_then_rerun_finishes_only_missing(
         model=emulator,
         config=SLOW_CHEAP,
         scheduler=client,
-        partition_fn="test_batch:cheap_engine",
+        partition_fn=CHEAP_ENGINE,
     )
     s = run.summary
     # tasks the workers were running when the client died may still land (and are adopted)

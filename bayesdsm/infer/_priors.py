@@ -1,29 +1,14 @@
-"""Priors for per-star inference p(θ, μ, E | data): small documented pieces.
+"""The per-star prior pieces besides the Galaxy: θ, distance without a direction, E.
 
 Every function works on ONE star (scalars, or θ of shape (3,)) in plain units and returns a
 log density (natural log, up to an additive constant that does not depend on the
-parameters). They are JAX-traceable (``jit``/``vmap``/``grad``); batching happens in
-:mod:`bayesdsm.infer`.
+parameters). They are JAX-traceable (``jit``/``vmap``/``grad``); batching happens in the
+engines. The Galactic distance and [Fe/H] prior is :func:`bayesdsm.galaxy.log_galactic_prior`.
 
 Units: Teff [K], log g [dex], [Fe/H] [dex], distance modulus μ [mag], distance d [pc]
-(d = 10^(μ/5 + 1)), reddening E [mag, SFD scale], Galactic (l, b) [deg], Galactocentric
-(R, Z) [kpc].
+(d = 10^(μ/5 + 1)), reddening E [mag, SFD scale].
 
-Pieces
-------
-* :func:`logn_thin_disk`, :func:`logn_thick_disk`, :func:`logn_halo`: log number densities
-  (relative to the thin disk at the Sun) and :func:`logp_feh_component` ([Fe/H] per
-  component). Defaults follow **brutus** (Speagle et al. 2025, arXiv:2503.02227,
-  ``brutus.priors`` ``gal_lnprior`` defaults, partly from Bland-Hawthorn & Gerhard 2016):
-  R_sun = 8.2 kpc, Z_sun = 0.025 kpc; thin disk R_s = 2.6 kpc, Z_s = 0.3 kpc; thick disk
-  R_s = 2.0 kpc, Z_s = 0.9 kpc, weight 0.04; halo power law η = 4.2 with oblateness going
-  from q = 0.2 at the centre to 0.8 far out (scale r_q = 6 kpc), core 1 kpc, weight 0.005;
-  [Fe/H] ~ N(−0.2, 0.3) thin, N(−0.7, 0.4) thick, N(−1.6, 0.5) halo.
-* :func:`log_galactic_prior`: log p(μ, [Fe/H] | l, b) = logsumexp_c [log n_c(R, Z) +
-  log N([Fe/H] | c)] + 3 ln d: the number density times the volume element d² dd, with
-  dd/dμ = d ln10 / 5 (so d³ in μ). A soft wall beyond ``mu_max`` keeps it proper (the halo
-  term grows as d^(3-η) otherwise only slowly).
-* :func:`log_volume_prior`: direction-free fallback, p(d) ∝ d² exp(−d/L) (the
+* :func:`log_volume_prior`: direction-free distance prior, p(d) ∝ d² exp(−d/L) (the
   exponentially decreasing space density prior of Bailer-Jones 2015, L = 1.35 kpc), in μ:
   3 ln d − d/L. No [Fe/H] term beyond the θ prior.
 * :class:`ThetaDensityPrior`: the data-driven θ prior, log(ρ_smooth(θ) + floor), where ρ is
@@ -43,13 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "GALACTIC_DEFAULTS",
-    "logn_thin_disk",
-    "logn_thick_disk",
-    "logn_halo",
-    "logp_feh_component",
-    "galactocentric_rz",
-    "log_galactic_prior",
     "log_volume_prior",
     "ThetaDensityPrior",
     "log_flat_theta_prior",
@@ -60,103 +38,12 @@ __all__ = [
 
 _LN10 = float(np.log(10.0))
 
-#: brutus (Speagle et al. 2025) defaults; lengths in kpc.
-GALACTIC_DEFAULTS = dict(
-    r_sun=8.2,
-    z_sun=0.025,
-    thin_r=2.6,
-    thin_z=0.3,
-    thick_r=2.0,
-    thick_z=0.9,
-    thick_weight=0.04,
-    halo_eta=4.2,
-    halo_q_centre=0.2,
-    halo_q_inf=0.8,
-    halo_r_q=6.0,
-    halo_core=1.0,
-    halo_weight=0.005,
-    feh_thin=(-0.2, 0.3),
-    feh_thick=(-0.7, 0.4),
-    feh_halo=(-1.6, 0.5),
-)
-
 
 def soft_wall(x, lo=-jnp.inf, hi=jnp.inf, width=1.0):
     """−((lo − x)₊² + (x − hi)₊²) / (2 width²): 0 inside [lo, hi], a Gaussian wall outside."""
     below = jnp.maximum(lo - x, 0.0)
     above = jnp.maximum(x - hi, 0.0)
     return -0.5 * (below**2 + above**2) / width**2
-
-
-def logn_thin_disk(R, Z, r_sun=8.2, z_sun=0.025, r_scale=2.6, z_scale=0.3):
-    """ln n of an exponential disk at Galactocentric (R, Z) [kpc], 0 at the Sun."""
-    return -(R - r_sun) / r_scale - (jnp.abs(Z) - abs(z_sun)) / z_scale
-
-
-def logn_thick_disk(R, Z, r_sun=8.2, z_sun=0.025, r_scale=2.0, z_scale=0.9, weight=0.04):
-    """ln n of the thick disk [kpc]: an exponential disk times ``weight`` (at the Sun)."""
-    return jnp.log(weight) + logn_thin_disk(R, Z, r_sun, z_sun, r_scale, z_scale)
-
-
-def logn_halo(
-    R, Z, r_sun=8.2, z_sun=0.025, eta=4.2, q_centre=0.2, q_inf=0.8, r_q=6.0, core=1.0, weight=0.005
-):
-    """ln n of an oblate power-law halo, n ∝ R_eff^−η, whose flattening q(r) goes from
-    ``q_centre`` to ``q_inf`` over ``r_q`` [kpc]; R_eff² = R² + (Z/q)² + core²; ``weight``
-    is its density relative to the thin disk at the Sun."""
-
-    def reff(R, Z):
-        r = jnp.sqrt(R**2 + Z**2 + r_q**2)
-        q = q_inf - (q_inf - q_centre) * jnp.exp(1.0 - r / r_q)
-        return jnp.sqrt(R**2 + (Z / q) ** 2 + core**2)
-
-    return jnp.log(weight) - eta * (jnp.log(reff(R, Z)) - jnp.log(reff(r_sun, z_sun)))
-
-
-def logp_feh_component(feh, mean, sigma):
-    """ln N([Fe/H] | mean, sigma), normalised (dex⁻¹)."""
-    return -0.5 * ((feh - mean) / sigma) ** 2 - jnp.log(sigma) - 0.5 * np.log(2 * np.pi)
-
-
-def galactocentric_rz(l_deg, b_deg, d_kpc, r_sun=8.2, z_sun=0.025):
-    """(R, Z) [kpc] of the point at distance d [kpc] along Galactic (l, b) [deg]."""
-    l_rad, b_rad = jnp.deg2rad(l_deg), jnp.deg2rad(b_deg)
-    x = r_sun - d_kpc * jnp.cos(b_rad) * jnp.cos(l_rad)
-    y = d_kpc * jnp.cos(b_rad) * jnp.sin(l_rad)
-    return jnp.sqrt(x**2 + y**2), z_sun + d_kpc * jnp.sin(b_rad)
-
-
-def log_galactic_prior(mu, feh, l_deg, b_deg, mu_max=20.0, **params):
-    """ln p(μ, [Fe/H] | l, b): thin + thick disk + halo number density × d³ (μ Jacobian),
-    each component with its own [Fe/H] Gaussian. ``params`` override
-    :data:`GALACTIC_DEFAULTS`."""
-    p = {**GALACTIC_DEFAULTS, **params}
-    d_kpc = 10.0 ** (mu / 5.0 - 2.0)
-    R, Z = galactocentric_rz(l_deg, b_deg, d_kpc, p["r_sun"], p["z_sun"])
-    sun = dict(r_sun=p["r_sun"], z_sun=p["z_sun"])
-    thin = logn_thin_disk(R, Z, **sun, r_scale=p["thin_r"], z_scale=p["thin_z"])
-    thick = logn_thick_disk(
-        R, Z, **sun, r_scale=p["thick_r"], z_scale=p["thick_z"], weight=p["thick_weight"]
-    )
-    halo = logn_halo(
-        R,
-        Z,
-        **sun,
-        eta=p["halo_eta"],
-        q_centre=p["halo_q_centre"],
-        q_inf=p["halo_q_inf"],
-        r_q=p["halo_r_q"],
-        core=p["halo_core"],
-        weight=p["halo_weight"],
-    )
-    comps = jnp.stack(
-        [
-            thin + logp_feh_component(feh, *p["feh_thin"]),
-            thick + logp_feh_component(feh, *p["feh_thick"]),
-            halo + logp_feh_component(feh, *p["feh_halo"]),
-        ]
-    )
-    return jax.nn.logsumexp(comps) + 3.0 * _LN10 * mu / 5.0 + soft_wall(mu, hi=mu_max, width=0.5)
 
 
 def log_volume_prior(mu, length_pc=1350.0):

@@ -1,4 +1,5 @@
-"""Known values and properties of the prior pieces (bayesdsm.priors)."""
+"""Known values and properties of the prior pieces of bayesdsm.infer (θ, volume, E); the
+Galactic prior is tested in tests/test_galaxy.py."""
 
 from __future__ import annotations
 
@@ -7,43 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayesdsm import priors
+from bayesdsm import infer
 
 
 def test_volume_prior_normalisation():
     # ∫ d² e^(−d/L) dd = 2 L³; the prior is (d/10 pc)³ e^(−d/L) per unit μ (Jacobian d ln10/5)
     mu = np.linspace(-5, 25, 200001)
     L = 1350.0
-    p = np.exp(np.asarray(jax.vmap(lambda m: priors.log_volume_prior(m, L))(mu), np.float64))
+    p = np.exp(np.asarray(jax.vmap(lambda m: infer.log_volume_prior(m, L))(mu), np.float64))
     assert np.trapezoid(p, mu) * np.log(10) / 5 == pytest.approx(2 * L**3 / 1e3, rel=1e-3)
-
-
-@pytest.mark.parametrize(
-    "fn, value",
-    [
-        # brutus (Speagle et al. 2025) normalisations: thin disk 0 at the Sun, weights there
-        (lambda: priors.logn_thin_disk(8.2, 0.025), 0.0),
-        (lambda: priors.logn_thick_disk(8.2, 0.025), np.log(0.04)),
-        (lambda: priors.logn_halo(8.2, 0.025), np.log(0.005)),
-        (lambda: priors.logn_thin_disk(8.2, 0.325), -1.0),  # one scale height up
-    ],
-)
-def test_galactic_known_values(fn, value):
-    assert float(fn()) == pytest.approx(value, abs=1e-5)
-
-
-def test_galactic_prior_finite_and_halo_metal_poor():
-    g = jax.grad(lambda m: priors.log_galactic_prior(m, -0.2, 30.0, 60.0))(12.0)
-    assert np.isfinite(g)
-    # far above the plane, metal-poor stars are favoured relative to solar
-    far = priors.log_galactic_prior(17.0, -1.6, 0.0, 90.0) - priors.log_galactic_prior(
-        17.0, 0.0, 0.0, 90.0
-    )
-    near = priors.log_galactic_prior(7.0, -1.6, 0.0, 0.0) - priors.log_galactic_prior(
-        7.0, 0.0, 0.0, 0.0
-    )
-    assert far > 0 > near
-    assert priors.log_galactic_prior(30.0, -0.2, 0, 0) < priors.log_galactic_prior(20.0, -0.2, 0, 0)
 
 
 def _grid():
@@ -55,7 +28,7 @@ def _grid():
 
 def test_theta_density_prior_smooth_and_floored():
     axes, rho = _grid()
-    tp = priors.ThetaDensityPrior.from_grid(axes, rho, smooth=0.0, floor=1e-3, dtype=jnp.float32)
+    tp = infer.ThetaDensityPrior.from_grid(axes, rho, smooth=0.0, floor=1e-3, dtype=jnp.float32)
     # at a node the B-spline reproduces ln(ρ + floor)
     v = tp(jnp.asarray([5500.0, 4.0, -0.25]))
     assert float(v) == pytest.approx(np.log(1 + 1e-3), abs=0.02)
@@ -75,10 +48,10 @@ def test_theta_density_halo_falls_off_away_from_the_locus():
     it, not a plateau over the whole grid; halo = 0 is the flat floor exactly."""
     axes, rho = _grid()
     kw = dict(smooth=0.0, floor=1e-2, dtype=jnp.float32)
-    flat = priors.ThetaDensityPrior.from_grid(axes, rho, **kw)
-    halo = priors.ThetaDensityPrior.from_grid(axes, rho, halo=2.0, **kw)
+    flat = infer.ThetaDensityPrior.from_grid(axes, rho, **kw)
+    halo = infer.ThetaDensityPrior.from_grid(axes, rho, halo=2.0, **kw)
     np.testing.assert_allclose(
-        priors.ThetaDensityPrior.from_grid(axes, rho, halo=0.0, **kw).coef, flat.coef
+        infer.ThetaDensityPrior.from_grid(axes, rho, halo=0.0, **kw).coef, flat.coef
     )
     peak = jnp.asarray([5500.0, 4.0, -0.25])
     assert float(halo(peak)) == pytest.approx(float(flat(peak)), abs=0.02)
@@ -89,6 +62,6 @@ def test_theta_density_halo_falls_off_away_from_the_locus():
 
 
 def test_ebv_prior_gaussian_or_flat():
-    assert float(priors.log_ebv_prior(0.3, 0.1, 0.1, True)) == pytest.approx(-2.0)
-    assert float(priors.log_ebv_prior(0.3, 0.1, 0.1, False)) == 0.0
-    assert float(priors.log_ebv_prior(6.0, 0.1, 0.1, False, ebv_max=5.0)) < -40
+    assert float(infer.log_ebv_prior(0.3, 0.1, 0.1, True)) == pytest.approx(-2.0)
+    assert float(infer.log_ebv_prior(0.3, 0.1, 0.1, False)) == 0.0
+    assert float(infer.log_ebv_prior(6.0, 0.1, 0.1, False, ebv_max=5.0)) < -40
