@@ -13,13 +13,16 @@ import numpy as np
 from bayesdsm._util import take
 from bayesdsm.emulator import EmulatorConfig, emulator_arrays, init_emulator
 from bayesdsm.emulator_model import weight_priors
-from bayesdsm.errors import TrainingError
+from bayesdsm.errors import BayesDSMError, TrainingError
 from bayesdsm.likelihood import StarData, stardata_from_catalog
 from bayesdsm.train._checkpoint import checkpoint_config, hash_inputs
 from bayesdsm.train._config import TrainConfig, split_indices
 from bayesdsm.train._svi import Fitter, init_state, make_svi
 
-__all__ = ["Run", "start"]
+__all__ = ["MAX_PRIOR_EBV_ERR", "Run", "start"]
+
+#: A reddening prior with σ_E at or above this (mag) carries no information on R's scale.
+MAX_PRIOR_EBV_ERR = 1.0
 
 
 class Run(NamedTuple):
@@ -52,10 +55,12 @@ def start(cat, config: TrainConfig, progress: bool, cut_report):
     """(Run, initial SVI state, checkpoint meta, the catalogue's usable rows).
 
     Raises:
-        TrainingError: no usable star, too few for the split, an unobserved band, or
-            every training star excluded by ``max_ebv_err_first``.
+        TrainingError: no usable star, no usable reddening prior (none, or every
+            σ_E ≥ :data:`MAX_PRIOR_EBV_ERR`), too few for the split, an unobserved band,
+            or every training star excluded by ``max_ebv_err_first``.
     """
     cat = _usable(cat, cut_report)
+    _check_reddening_prior(cat)
     dtype = np.dtype(config.dtype)
     stars = stardata_from_catalog(cat, dtype)
     n = len(cat)
@@ -122,6 +127,46 @@ def _usable(cat, cut_report):
             "(rules: require_theta, require_reference_band)"
         )
     return cat.subset(rows) if rows.size < len(cat) else cat
+
+
+def _check_reddening_prior(cat) -> None:
+    """Raise unless some star has a usable reddening prior (finite Ê, σ_E < 1 mag).
+
+    E and R enter the photometry only as the product E·R(θ), so without a prior on E
+    the overall scale of R is not identified.
+    """
+    ebv, err = np.asarray(cat.ebv, np.float64), np.asarray(cat.ebv_err, np.float64)
+    if np.any(np.isfinite(ebv) & np.isfinite(err) & (err < MAX_PRIOR_EBV_ERR)):
+        return
+    missing = ~np.isfinite(err) | ((err >= 10.0) & (np.nan_to_num(ebv) == 0.0))
+    if missing.all():
+        what = "no star has one (Ê = 0 ± 10 mag, the value for a missing prior)"
+    else:
+        smallest = float(np.min(err[~missing]))
+        what = f"every σ_E is ≥ {MAX_PRIOR_EBV_ERR:g} mag (smallest {smallest:.3g} mag)"
+    raise TrainingError(
+        f"no usable reddening prior in the catalog's {len(cat)} stars: {what}. "
+        "R's scale cannot be learned from this catalog: extinction enters only as E·R(θ), "
+        "and only a prior on E fixes the scale of R. Looked for the reddening-prior "
+        f"columns {_prior_columns(cat)}; give some stars Ê and σ_E < "
+        f"{MAX_PRIOR_EBV_ERR:g} mag (e.g. from SFD or Bayestar)."
+    )
+
+
+def _prior_columns(cat) -> str:
+    """The reddening-prior columns read into ``cat``: canonical, and the preset's."""
+    canonical = "'ebv' and 'ebv_err'"
+    preset = cat.meta.get("preset")
+    if not preset:
+        return canonical
+    try:
+        from bayesdsm.catalog import load_preset
+
+        cols = load_preset(preset).columns
+    except (BayesDSMError, OSError):  # an unreadable preset must not hide the real error
+        return f"{canonical} (preset {preset!r})"
+    src = (cols.get("ebv", "ebv"), cols.get("ebv_err", "ebv_err"))
+    return f"'{src[0]}' and '{src[1]}' (preset {preset!r}; canonical {canonical})"
 
 
 def _check_inputs(cat, stars: StarData, train_idx, cut_report) -> None:
