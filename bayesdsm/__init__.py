@@ -3,7 +3,11 @@
 The Green et al. (2021, ApJ 907, 57) emulator of stellar photometry from spectroscopic
 labels, as a NumPyro/JAX model, and per-star posteriors p(θ, μ, E | photometry).
 
-Submodules are imported lazily so that ``import bayesdsm`` stays cheap.
+The names a user needs are here (``bayesdsm.read_catalog``, ``bayesdsm.prepare``,
+``bayesdsm.TrainConfig``, ``bayesdsm.infer_catalog``, ...), and every submodule is an
+attribute (``bayesdsm.evaluate``, ``bayesdsm.green2020``, ...). ``bayesdsm.train`` is the
+training subpackage: the §4 procedure itself is ``bayesdsm.train.train(catalog, config)``.
+Everything is imported lazily, on first use, so that ``import bayesdsm`` stays cheap.
 """
 
 from __future__ import annotations
@@ -31,6 +35,31 @@ __bibtex__ = r"""@article{Green2021,
   version = {0.1.0}
 }"""
 
+#: The public names, each with the submodule that defines it (data flow order).
+_API = {
+    "Catalog": "catalog",
+    "read_catalog": "catalog",
+    "write_catalog": "catalog",
+    "prepare": "cuts",
+    "CutsConfig": "config",
+    "SimConfig": "simulate",
+    "simulate_survey": "simulate",
+    "TrainConfig": "train",
+    "to_stellar_model": "train",
+    "fit_catalog": "pipeline",
+    "StellarModel": "model_file",
+    "save_model": "model_file",
+    "load_model": "model_file",
+    "import_green2020": "model_file",
+    "InferConfig": "infer",
+    "infer_catalog": "infer",
+    "run_inference": "infer",
+    "evaluate_catalog": "evaluate",
+    "predict_table": "evaluate",
+    "make_report": "report",
+    "demo_path": "data",
+}
+
 _SUBMODULES = (
     "batch",
     "catalog",
@@ -43,27 +72,35 @@ _SUBMODULES = (
     "demo",
     "diagnostics",
     "emulator",
+    "emulator_model",
     "epistemic",
     "errors",
+    "evaluate",
+    "galaxy",
+    "green2020",
     "infer",
     "likelihood",
-    "emulator_model",
+    "mist",
     "model_file",
+    "passband_extinction",
+    "pipeline",
     "plotting",
-    "priors",
     "report",
     "simulate",
-    "mist",
-    "galaxy",
-    "passband_extinction",
     "train",
     "validity",
 )
 
-__all__ = ["__version__", "__bibtex__", *_SUBMODULES]
+__all__ = ["__version__", "__bibtex__", *_API, *_SUBMODULES]
 
 
 def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(f"bayesdsm.{_API[name]}"), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"bayesdsm.{name}")
     raise AttributeError(f"module 'bayesdsm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
