@@ -213,7 +213,7 @@ def demo():
 
     from bayesdsm.catalog import read_catalog
 
-    path = Path(__file__).parents[1] / "data" / "demo_survey.parquet"
+    path = Path(__file__).parents[2] / "data" / "demo_survey.parquet"
     if not path.exists():
         pytest.skip(f"no bundled demo at {path}")
     return read_catalog(path)
