@@ -18,6 +18,12 @@ rule                        what it does                                        
 ``ebv_err_floor``           add 0.02 mag in quadrature to σ_E                          changed
 ==========================  =========================================================  =======
 
+Every input row is accounted for: the report's ``kept`` gives the input row of each
+prepared star and ``removed_by`` the rule that removed each input row (``""`` where
+kept), so a per-star result can be mapped back to the rows as read
+(:meth:`CutReport.to_input_rows`). Masked and flagged stars carry the rule in
+``Catalog.flags`` (``max_mag_err:<band>``, ``min_parallax_snr``).
+
 Catalogs whose ``meta["floors_applied"]`` is true (the ``green2020`` preset) skip the
 three floors and the θ-error cut; ``meta["zero_points_applied"]`` skips the zero points.
 Skipped rules appear in the report as ``skipped``. The prepared catalog records
@@ -34,12 +40,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from bayesdsm.catalog import Catalog
+from bayesdsm.catalog import Catalog, add_flag
 from bayesdsm.config import CutsConfig, to_dict
 from bayesdsm.errors import ConfigError
 
 __all__ = [
     "prepare",
+    "input_report",
     "estimate_zero_points",
     "apply_zero_points",
     "CutReport",
@@ -69,12 +76,22 @@ class RuleOutcome(NamedTuple):
 
 @dataclass(frozen=True)
 class CutReport:
-    """What :func:`prepare` did: per-rule counts, printable and JSON-serialisable."""
+    """What :func:`prepare` did: per-rule counts, printable and JSON-serialisable.
+
+    Attributes:
+        n_in, n_out: stars in and out.
+        rules: one :class:`RuleOutcome` per rule, in the order applied.
+        zero_points: survey -> offsets added to θ̂.
+        kept: (n_out,) int, the input row of each prepared star (None: not recorded).
+        removed_by: (n_in,) str, the rule that removed each input row, ``""`` where kept.
+    """
 
     n_in: int
     n_out: int
     rules: tuple[RuleOutcome, ...]
     zero_points: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    kept: np.ndarray | None = field(default=None, compare=False, repr=False)
+    removed_by: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __getitem__(self, rule: str) -> RuleOutcome:
         for r in self.rules:
@@ -85,6 +102,32 @@ class CutReport:
     def fraction(self, rule: str) -> float:
         r = self[rule]
         return r.count / r.of if r.of else 0.0
+
+    def removed_counts(self) -> dict[str, int]:
+        """Rule -> input rows it removed (rules that removed none are left out)."""
+        if self.removed_by is None:
+            return {r.rule: r.count for r in self.rules if r.action == "removed" and r.count}
+        names, counts = np.unique(self.removed_by[self.removed_by != ""], return_counts=True)
+        return {str(k): int(c) for k, c in zip(names, counts)}
+
+    def to_input_rows(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-star columns of the prepared catalog (n_out rows) spread over the n_in input
+        rows, in input order. Removed rows get NaN (floats), 0 (integers), False (bools)
+        or ``""`` (strings)."""
+        if self.kept is None:
+            raise ValueError("this report does not record the kept rows")
+        out = {}
+        for name, col in columns.items():
+            col = np.asarray(col)
+            if col.dtype.kind in "fc":
+                full = np.full((self.n_in,) + col.shape[1:], np.nan, col.dtype)
+            elif col.dtype.kind in "OSU":
+                full = np.full((self.n_in,) + col.shape[1:], "", object)
+            else:
+                full = np.zeros((self.n_in,) + col.shape[1:], col.dtype)
+            full[self.kept] = col
+            out[name] = full
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -192,6 +235,19 @@ def apply_zero_points(cat: Catalog, offsets: dict) -> tuple[Catalog, dict[str, i
     return cat.replace(theta=theta), changed
 
 
+class _Rows:
+    """Follows the input rows through the removals of :func:`prepare`."""
+
+    def __init__(self, n: int):
+        self.kept = np.arange(n)
+        self.removed_by = np.full(n, "", object)
+
+    def remove(self, cat: Catalog, bad: np.ndarray, rule: str) -> Catalog:
+        self.removed_by[self.kept[bad]] = rule
+        self.kept = self.kept[~bad]
+        return cat.subset(~bad)
+
+
 def _input_rules(cat: Catalog) -> list[RuleOutcome]:
     out = []
     for r in cat.meta.get("preset_rejected", []):
@@ -209,7 +265,9 @@ def _input_rules(cat: Catalog) -> list[RuleOutcome]:
     return out
 
 
-def _theta_rules(cat: Catalog, cfg: CutsConfig, floors_done: bool, rules: list) -> Catalog:
+def _theta_rules(
+    cat: Catalog, cfg: CutsConfig, floors_done: bool, rules: list, rows: _Rows
+) -> Catalog:
     n = len(cat)
     if floors_done:
         rules.append(RuleOutcome("theta_err_floor", "skipped", 0, n, "floors_applied in meta"))
@@ -236,7 +294,7 @@ def _theta_rules(cat: Catalog, cfg: CutsConfig, floors_done: bool, rules: list) 
                 "max_theta_err", "removed", int(bad.sum()), n, f"sigma > {cfg.max_theta_err}"
             )
         )
-        cat = cat.subset(~bad)
+        cat = rows.remove(cat, bad, "max_theta_err")
     if cfg.require_theta:
         bad = ~cat.has_theta
         rules.append(
@@ -248,7 +306,7 @@ def _theta_rules(cat: Catalog, cfg: CutsConfig, floors_done: bool, rules: list) 
                 "no usable spectroscopic theta",
             )
         )
-        cat = cat.subset(~bad)
+        cat = rows.remove(cat, bad, "require_theta")
     return cat
 
 
@@ -275,7 +333,7 @@ def _zero_point_rule(cat: Catalog, cfg: CutsConfig, rules: list) -> tuple[Catalo
     return cat, offsets
 
 
-def _duplicates_rule(cat: Catalog, cfg: CutsConfig, rules: list) -> Catalog:
+def _duplicates_rule(cat: Catalog, cfg: CutsConfig, rules: list, rows: _Rows) -> Catalog:
     _, first, counts = np.unique(cat.source_id, return_index=True, return_counts=True)
     n_dup = int(np.sum(counts - 1))
     if cfg.duplicates == "keep":
@@ -297,10 +355,12 @@ def _duplicates_rule(cat: Catalog, cfg: CutsConfig, rules: list) -> Catalog:
             "kept the row with the smallest det(C_theta) per source_id",
         )
     )
-    return cat.subset(keep)
+    return rows.remove(cat, ~keep, "duplicates")
 
 
-def _photometry_rules(cat: Catalog, cfg: CutsConfig, floors_done: bool, rules: list) -> Catalog:
+def _photometry_rules(
+    cat: Catalog, cfg: CutsConfig, floors_done: bool, rules: list, rows: _Rows
+) -> Catalog:
     obs = cat.observed
     if floors_done:
         rules.append(RuleOutcome("mag_err_floor", "skipped", 0, len(cat), "floors_applied in meta"))
@@ -326,7 +386,10 @@ def _photometry_rules(cat: Catalog, cfg: CutsConfig, floors_done: bool, rules: l
             f"bands with sigma > {cfg.max_mag_err} mag now unobserved",
         )
     )
-    cat = cat.replace(mag_err=err, observed=obs & ~big)
+    flags = cat.flags
+    for k, band in enumerate(cat.bands):
+        flags = add_flag(flags, big[:, k], f"max_mag_err:{band}")
+    cat = cat.replace(mag_err=err, observed=obs & ~big, flags=flags)
     if cfg.require_reference_band:
         bad = ~cat.observed[:, 0]
         rules.append(
@@ -338,7 +401,7 @@ def _photometry_rules(cat: Catalog, cfg: CutsConfig, floors_done: bool, rules: l
                 f"not observed in {cat.bands[0]}",
             )
         )
-        cat = cat.subset(~bad)
+        cat = rows.remove(cat, bad, "require_reference_band")
     return cat
 
 
@@ -350,18 +413,20 @@ def prepare(cat: Catalog, config: CutsConfig | None = None) -> tuple[Catalog, Cu
         config: thresholds; the default is the paper's.
 
     Returns:
-        ``(prepared catalog, CutReport)``. Removed stars are gone from the catalog;
-        masked bands have ``observed = False``; parallaxes below the SNR limit keep their
-        values with ``parallax_ok = False``.
+        ``(prepared catalog, CutReport)``. Removed stars are gone from the catalog (the
+        report's ``kept`` and ``removed_by`` say which input rows, and why); masked bands
+        have ``observed = False``; parallaxes below the SNR limit keep their values with
+        ``parallax_ok = False``. Masked and flagged stars carry the rule in ``flags``.
     """
     cfg = CutsConfig() if config is None else config
     n_in = len(cat)
     floors_done = bool(cat.meta.get("floors_applied"))
     rules = _input_rules(cat)
-    cat = _theta_rules(cat, cfg, floors_done, rules)
+    rows = _Rows(n_in)
+    cat = _theta_rules(cat, cfg, floors_done, rules, rows)
     cat, zero_points = _zero_point_rule(cat, cfg, rules)
-    cat = _duplicates_rule(cat, cfg, rules)
-    cat = _photometry_rules(cat, cfg, floors_done, rules)
+    cat = _duplicates_rule(cat, cfg, rules, rows)
+    cat = _photometry_rules(cat, cfg, floors_done, rules, rows)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = cat.parallax / cat.parallax_err
     had = cat.parallax_ok
@@ -375,7 +440,7 @@ def prepare(cat: Catalog, config: CutsConfig | None = None) -> tuple[Catalog, Cu
             f"parallax/error < {cfg.min_parallax_snr}: parallax_ok=False, values kept",
         )
     )
-    cat = cat.replace(parallax_ok=had & ~low)
+    cat = cat.replace(parallax_ok=had & ~low).flagged(low, "min_parallax_snr")
     if floors_done:
         rules.append(RuleOutcome("ebv_err_floor", "skipped", 0, len(cat), "floors_applied in meta"))
     else:
@@ -399,5 +464,13 @@ def prepare(cat: Catalog, config: CutsConfig | None = None) -> tuple[Catalog, Cu
     if zero_points:
         meta["zero_point_offsets"] = {k: list(v) for k, v in zero_points.items()}
     cat = cat.replace(meta=meta)
-    report = CutReport(n_in, len(cat), tuple(rules), {k: tuple(v) for k, v in zero_points.items()})
+    zp = {k: tuple(v) for k, v in zero_points.items()}
+    report = CutReport(n_in, len(cat), tuple(rules), zp, rows.kept, rows.removed_by)
     return cat, report
+
+
+def input_report(cat: Catalog) -> CutReport:
+    """The report of a catalog used as read, without the §3 rules (``--no-prepare``,
+    ``bayesdsm infer``): the problems found on reading; every row is kept."""
+    n = len(cat)
+    return CutReport(n, n, tuple(_input_rules(cat)), {}, np.arange(n), np.full(n, "", object))

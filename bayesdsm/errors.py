@@ -1,7 +1,11 @@
 """Exception and warning classes of bayesdsm.
 
 Every error raised because of a user's data or files is a :class:`BayesDSMError`
-subclass, with a message that says what was wrong and what to do.
+subclass, with a message that says what was wrong and what to do (and names the file
+when there is one). The command line prints it as one ``error: ...`` line and exits with
+status 2 (:func:`bayesdsm.cli.main`); the readers turn the errors of the libraries below
+them (h5py's OSError on a file that is not HDF5, pyarrow's on a damaged Parquet file,
+...) into a :class:`CatalogError` naming the file (:func:`bayesdsm.catalog.reading_file`).
 """
 
 from __future__ import annotations

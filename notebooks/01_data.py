@@ -57,8 +57,8 @@ print("presets:", ", ".join(list_presets()))
 # `data/PROVENANCE.md`): MIST isochrones and bolometric corrections give the true
 # photometry, a Galactic model and a 3-D dust model give distances and reddenings, and
 # LAMOST/APOGEE/GALAH-like selections, Gaia-like parallaxes and survey-like photometric
-# errors and missing bands are applied. `bayesdsm.data.demo_path()` finds the file (in a
-# clone installed with `pip install -e .`, or in the folder `BAYESDSM_DATA_DIR`).
+# errors and missing bands are applied. `bayesdsm.data.demo_path()` finds the file: it ships
+# with the package (an installed wheel has it too), or set `BAYESDSM_DATA_DIR` to a folder.
 
 # %%
 demo = read_catalog(demo_path())

@@ -3,8 +3,10 @@
 Astropy tables and units stay at this edge; a :class:`Catalog` holds plain NumPy arrays
 in documented units. The modules, each importing only those above it:
 
-* ``_schema``: the canonical flat column schema, format names and column helpers;
-* ``_catalog``: :class:`Catalog`, N stars in B bands (fields and units);
+* ``_schema``: the canonical flat column schema, format names, column helpers and
+  :func:`reading_file` (a bad file becomes a CatalogError naming it);
+* ``_catalog``: :class:`Catalog`, N stars in B bands (fields and units), and its
+  per-star ``flags`` (:func:`add_flag`, :func:`flag_counts`);
 * ``_validate``: the value rules applied at the boundary (masked and reported, or raised);
 * ``_presets``: :class:`Preset` column mappings of archive schemas (``presets/*.toml``);
 * ``_table``: :func:`catalog_from_table` and :func:`catalog_to_table`;
@@ -21,7 +23,7 @@ Example::
 
 from __future__ import annotations
 
-from bayesdsm.catalog._catalog import Catalog
+from bayesdsm.catalog._catalog import Catalog, add_flag, flag_counts
 from bayesdsm.catalog._io import merge_catalogs, read_catalog, read_table, write_catalog
 from bayesdsm.catalog._presets import (
     Preset,
@@ -31,7 +33,13 @@ from bayesdsm.catalog._presets import (
     load_preset,
     read_preset_table,
 )
-from bayesdsm.catalog._schema import COV_COLUMNS, THETA_COLUMNS, THETA_ERR_COLUMNS
+from bayesdsm.catalog._schema import (
+    COV_COLUMNS,
+    THETA_COLUMNS,
+    THETA_ERR_COLUMNS,
+    check_readable,
+    reading_file,
+)
 from bayesdsm.catalog._table import catalog_from_table, catalog_to_table
 
 __all__ = [
@@ -51,4 +59,8 @@ __all__ = [
     "apply_preset",
     "read_preset_table",
     "flux_to_mag",
+    "add_flag",
+    "flag_counts",
+    "check_readable",
+    "reading_file",
 ]

@@ -18,12 +18,22 @@ field                     shape        meaning (units)
 ``l``, ``b``              (N,) | None  Galactic degrees (optional)
 ``survey``                (N,) str     spectroscopic source survey (e.g. ``apogee``)
 ``source_id``             (N,) int64   identifier used to cross-match surveys
+``flags``                 (N,) str     why a value of the star was masked or the star
+                                       flagged (comma-separated, e.g.
+                                       ``mag_err_nonpositive:mag_err_BP,min_parallax_snr``;
+                                       ``""`` when none; see :meth:`Catalog.flagged`)
 ``extra``                 dict         any further columns, e.g. ``true_*`` truth columns
 ``meta``                  dict         provenance, e.g. ``{"floors_applied": True}``
 ========================  ===========  =====================================================
 
 Stars without a spectroscopic θ (pure photometric catalogs for inference) carry NaN in
 ``theta`` and ``theta_cov``.
+
+``flags`` records what happened to each star in memory: the reader adds
+``<rule>:<column>`` where it masked a bad value (:mod:`bayesdsm.catalog._validate`), and
+:func:`bayesdsm.cuts.prepare` adds the rules that masked a band or flagged the star. The
+per-star tables of the CLI start their ``flags`` column from it. It is not written to
+catalog files (the masked values are, as NaN).
 
 Files and tables (:func:`~bayesdsm.catalog.read_catalog` and friends) are in
 :mod:`bayesdsm.catalog._io` and :mod:`bayesdsm.catalog._table`.
@@ -39,7 +49,7 @@ import numpy as np
 
 from bayesdsm.conventions import validate_bands
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "add_flag", "flag_counts"]
 
 _PER_STAR_FIELDS = (
     "theta",
@@ -56,6 +66,28 @@ _PER_STAR_FIELDS = (
     "source_id",
 )
 _OPTIONAL_FIELDS = ("ra", "dec", "l", "b")
+
+
+def add_flag(flags, mask, token: str) -> np.ndarray:
+    """A copy of ``flags`` ((N,) str) with ``token`` appended (comma-separated) where ``mask``.
+
+    ``mask`` is a boolean (N,) array or an index array.
+    """
+    out = np.array(flags, dtype=object)
+    rows = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask, int)
+    for i in rows:
+        out[i] = f"{out[i]},{token}" if out[i] else token
+    return out
+
+
+def flag_counts(flags) -> dict[str, int]:
+    """How many rows carry each flag of a comma-separated (N,) flags column, sorted by name."""
+    counts: dict[str, int] = {}
+    values, n = np.unique(np.asarray(flags).astype(str), return_counts=True)
+    for f, k in zip(values, n):
+        for token in set(str(f).split(",")) - {""}:
+            counts[token] = counts.get(token, 0) + int(k)
+    return dict(sorted(counts.items()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,10 +113,13 @@ class Catalog:
     b: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    flags: np.ndarray | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "bands", validate_bands(self.bands))
         n = len(self.theta)
+        flags = np.full(n, "", object) if self.flags is None else np.asarray(self.flags, object)
+        object.__setattr__(self, "flags", flags)
         nb = len(self.bands)
         shapes = {
             "theta": (n, 3),
@@ -97,7 +132,7 @@ class Catalog:
             arr = getattr(self, name)
             if np.shape(arr) != shape:
                 raise ValueError(f"Catalog.{name} has shape {np.shape(arr)}, expected {shape}")
-        for name in _PER_STAR_FIELDS[5:] + _OPTIONAL_FIELDS:
+        for name in _PER_STAR_FIELDS[5:] + _OPTIONAL_FIELDS + ("flags",):
             arr = getattr(self, name)
             if arr is not None and np.shape(arr)[:1] != (n,):
                 raise ValueError(f"Catalog.{name} has length {np.shape(arr)[:1]}, expected {n}")
@@ -125,7 +160,11 @@ class Catalog:
             arr = getattr(self, name)
             kw[name] = None if arr is None else arr[index]
         kw["extra"] = {k: v[index] for k, v in self.extra.items()}
-        return dataclasses.replace(self, **kw, meta=dict(self.meta))
+        return dataclasses.replace(self, **kw, flags=self.flags[index], meta=dict(self.meta))
+
+    def flagged(self, mask, token: str) -> Catalog:
+        """A copy with ``token`` added to the ``flags`` of the stars selected by ``mask``."""
+        return dataclasses.replace(self, flags=add_flag(self.flags, mask, token))
 
     def replace(self, **changes) -> Catalog:
         """A copy with some fields replaced (validated again)."""

@@ -13,7 +13,13 @@ import numpy as np
 
 from bayesdsm.catalog._catalog import Catalog
 from bayesdsm.catalog._presets import read_preset_table
-from bayesdsm.catalog._schema import column_array, guess_format, require_columns
+from bayesdsm.catalog._schema import (
+    check_readable,
+    column_array,
+    guess_format,
+    reading_file,
+    require_columns,
+)
 from bayesdsm.catalog._table import catalog_from_table, catalog_to_table
 from bayesdsm.errors import CatalogError
 
@@ -28,28 +34,32 @@ def read_table(path, preset=None, format: str | None = None):
 
     With ``preset`` the file is read in the preset's own schema and mapped (this is
     how spectroscopic-only, "partial" tables are read before :func:`merge_catalogs`).
+
+    Raises:
+        CatalogError: naming the file, for a missing, unreadable or damaged file, a file
+            that is not of its extension's format, or an HDF5 file without the table.
     """
     from astropy.table import Table
 
     path = Path(path)
-    if not path.exists():
-        raise CatalogError(f"no such catalog file: {path}", rule="missing_file")
+    check_readable(path)
     if preset is not None:
         return read_preset_table(path, preset, format=format)
     fmt = guess_format(path, format)
     kwargs = {"path": _HDF5_PATH} if fmt == "hdf5" else {}
-    if fmt == "hdf5":
-        import h5py
+    with reading_file(path, fmt):
+        if fmt == "hdf5":
+            import h5py
 
-        with h5py.File(path, "r") as f:
-            if _HDF5_PATH not in f:
-                raise CatalogError(
-                    f"{path.name} has no '{_HDF5_PATH}' table (it has {list(f)}); for an "
-                    "archive's own layout pass preset=... (e.g. preset='green2020')",
-                    column=_HDF5_PATH,
-                    rule="missing_column",
-                )
-    return Table.read(path, format=fmt, **kwargs)
+            with h5py.File(path, "r") as f:
+                if _HDF5_PATH not in f:
+                    raise CatalogError(
+                        f"{path} has no '{_HDF5_PATH}' table (it has {list(f)}); for an "
+                        "archive's own layout pass preset=... (e.g. preset='green2020')",
+                        column=_HDF5_PATH,
+                        rule="missing_column",
+                    )
+        return Table.read(path, format=fmt, **kwargs)
 
 
 def read_catalog(path, preset=None, format: str | None = None, *, bands=None, strict=False):
@@ -62,7 +72,16 @@ def read_catalog(path, preset=None, format: str | None = None, *, bands=None, st
         format: ``"fits"``, ``"parquet"``, ``"ecsv"``, ``"csv"`` or ``"hdf5"``.
         bands, strict: see :func:`catalog_from_table`.
     """
-    return catalog_from_table(read_table(path, preset, format), bands=bands, strict=strict)
+    table = read_table(path, preset, format)
+    try:
+        return catalog_from_table(table, bands=bands, strict=strict)
+    except CatalogError as exc:
+        raise _naming(exc, path) from exc
+
+
+def _naming(exc: CatalogError, path) -> CatalogError:
+    """``exc`` with the file named at the front of its message."""
+    return CatalogError(f"{path}: {exc}", column=exc.column, rows=exc.rows, rule=exc.rule)
 
 
 def write_catalog(cat: Catalog, path, format: str | None = None) -> Path:

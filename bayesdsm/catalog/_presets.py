@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesdsm.catalog._schema import COV_COLUMNS, column_array, guess_format
+from bayesdsm.catalog._schema import COV_COLUMNS, column_array, guess_format, reading_file
 from bayesdsm.config import from_dict
 from bayesdsm.errors import CatalogError, ConfigError
 
@@ -286,15 +286,23 @@ def _read_h5py_compound(path: Path, preset: Preset):
     import h5py
     from astropy.table import Table
 
-    with h5py.File(path, "r") as f:
+    with reading_file(path, "hdf5"), h5py.File(path, "r") as f:
         if preset.dataset not in f:
             raise CatalogError(
-                f"{path.name} has no dataset {preset.dataset!r} (it has {list(f)}); is this "
+                f"{path} has no dataset {preset.dataset!r} (it has {list(f)}); is this "
                 f"the file preset {preset.name!r} is for?",
                 column=preset.dataset,
                 rule="missing_column",
             )
-        table = Table(f[preset.dataset][:])
+        data = f[preset.dataset]
+        if not isinstance(data, h5py.Dataset) or data.dtype.names is None:
+            raise CatalogError(
+                f"{path}: {preset.dataset!r} is not a table (a compound dataset of named "
+                f"fields); is this the file preset {preset.name!r} is for?",
+                column=preset.dataset,
+                rule="layout",
+            )
+        table = Table(data[:])
         for name in preset.extra_datasets:
             if name in f and f[name].shape[:1] == (len(table),):
                 table[name] = f[name][:]
@@ -311,5 +319,11 @@ def read_preset_table(path, preset, format: str | None = None):
         raw = _read_h5py_compound(path, preset)
     else:
         fmt = guess_format(path, format or preset.format or None)
-        raw = Table.read(path, format=fmt)
-    return apply_preset(raw, preset)
+        with reading_file(path, fmt):
+            raw = Table.read(path, format=fmt)
+    try:
+        return apply_preset(raw, preset)
+    except CatalogError as exc:
+        raise CatalogError(
+            f"{path}: {exc}", column=exc.column, rows=exc.rows, rule=exc.rule
+        ) from exc

@@ -27,16 +27,25 @@ anything else                          passes through into ``Catalog.extra``
 ``BDSMMETA`` (not kept by CSV, which then gives the paper's band order).
 
 The helpers here (:func:`guess_format`, :func:`column_array`, :func:`unit_convert`,
-:func:`require_columns`) are shared by the reader, the writer and the presets.
+:func:`require_columns`, :func:`reading_file`) are shared by the reader, the writer and the
+presets.
+
+Reading a file fails with a :class:`~bayesdsm.errors.CatalogError` that names the file
+and what to do, never with the error of the library underneath (:func:`reading_file`): a
+missing file (``rule="missing_file"``), a directory or an unreadable one
+(``"unreadable"``), or a file that is not what its extension says or is damaged
+(``"unreadable"``).
 """
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from bayesdsm.errors import CatalogError
+from bayesdsm.errors import BayesDSMError, CatalogError
 
 __all__ = [
     "THETA_COLUMNS",
@@ -48,6 +57,8 @@ __all__ = [
     "column_array",
     "unit_convert",
     "require_columns",
+    "check_readable",
+    "reading_file",
 ]
 
 THETA_COLUMNS: tuple[str, str, str] = ("teff", "logg", "feh")
@@ -147,3 +158,52 @@ def require_columns(table, names, group: str) -> None:
             column=missing[0],
             rule="missing_column",
         )
+
+
+_FORMAT_NAMES = {"ascii.csv": "CSV", "ascii.ecsv": "ECSV", "hdf5": "HDF5"}
+_EXTENSIONS = "(.fits, .parquet, .ecsv, .csv, .h5)"
+
+
+def check_readable(path: Path, what: str = "catalog file") -> None:
+    """Raise a :class:`CatalogError` naming ``path`` unless it is a readable file."""
+    path = Path(path)
+    if not path.exists():
+        raise CatalogError(f"no such {what}: {path}; check the path", rule="missing_file")
+    if path.is_dir():
+        raise CatalogError(
+            f"{path}: is a directory, not a {what}; give the path of the file", rule="unreadable"
+        )
+    if not os.access(path, os.R_OK):
+        raise CatalogError(
+            f"{path}: permission denied; make the {what} readable (chmod u+r) or copy it",
+            rule="unreadable",
+        )
+
+
+@contextmanager
+def reading_file(path: Path, format: str, what: str = "catalog file"):
+    """Check ``path`` (:func:`check_readable`), then turn what the reader inside the block
+    raises on a bad file (OSError, ValueError, ...) into a :class:`CatalogError` that names
+    the file, the format and what to do. bayesdsm's own errors pass unchanged."""
+    path = Path(path)
+    check_readable(path, what)
+    try:
+        yield
+    except BayesDSMError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError) as exc:
+        name = _FORMAT_NAMES.get(format, format.upper())
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if isinstance(exc, PermissionError):
+            msg = f"{path}: permission denied; make the {what} readable or copy it"
+        elif format == "hdf5" and "signature" in reason:
+            msg = (
+                f"{path}: not an HDF5 file ({reason}); check the file, or give it the "
+                f"extension of its format {_EXTENSIONS}"
+            )
+        else:
+            msg = (
+                f"{path}: cannot be read as {name} ({reason}); check that it is a complete "
+                f"{name} file, or give it the extension of its format {_EXTENSIONS}"
+            )
+        raise CatalogError(msg, rule="unreadable") from exc

@@ -81,7 +81,7 @@ def catalog_from_table(table, preset=None, *, bands=None, strict: bool = False) 
     if bands is None:
         bands = table_bands(table, meta_bands)
     bands = validate_bands(bands)
-    check = Checker(strict)
+    check = Checker(strict, len(table))
     mag, mag_err, observed = read_photometry(table, bands, check)
     theta, theta_cov = read_theta(table, check)
     parallax, parallax_err, parallax_ok = read_parallax(table, check)
@@ -143,6 +143,7 @@ def catalog_from_table(table, preset=None, *, bands=None, strict: bool = False) 
         source_id=source_id,
         extra=extra,
         meta=meta,
+        flags=check.flags,
         **kw,
     )
 

@@ -32,7 +32,8 @@ rule                       when                                 default masking
 A star with NaN in *both* a magnitude and its error is simply unobserved in that band,
 and NaN in both Ê and σ_E means "no prior" (``ebv_missing``, recorded but not warned).
 Every masking is counted in ``Catalog.meta["validation"]`` (rule, column, count, first
-rows, action), a :class:`~bayesdsm.errors.BayesDSMWarning` summarises them, and
+rows, action), marked on each star as ``<rule>:<column>`` in ``Catalog.flags``, a
+:class:`~bayesdsm.errors.BayesDSMWarning` summarises them, and
 :func:`bayesdsm.cuts.prepare` repeats them in its report. Nothing is dropped silently.
 """
 
@@ -43,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesdsm.catalog._catalog import add_flag
 from bayesdsm.catalog._schema import (
     COV_COLUMNS,
     THETA_COLUMNS,
@@ -70,9 +72,11 @@ _INFO_RULES = frozenset({"ebv_missing"})
 class Checker:
     """Collects (or, when strict, raises) the value rules of the module docstring."""
 
-    def __init__(self, strict: bool):
+    def __init__(self, strict: bool, n: int):
         self.strict = strict
         self.issues: list[dict[str, Any]] = []
+        #: (N,) comma-separated ``<rule>:<column>`` of every masking, per star.
+        self.flags = np.full(n, "", object)
 
     def __call__(self, mask, column: str, rule: str, action: str, what: str) -> np.ndarray:
         mask = np.asarray(mask, bool)
@@ -97,6 +101,8 @@ class Checker:
                 "action": action,
             }
         )
+        if rule not in _INFO_RULES:
+            self.flags = add_flag(self.flags, rows, f"{rule}:{column}")
         return mask
 
     def warn(self):

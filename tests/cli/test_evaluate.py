@@ -54,12 +54,35 @@ def test_evaluate(model_path, tmp_path, capsys):
         "evaluate", str(model_path), str(cat_path), "--out", str(out), "--no-prepare"
     ]) == 0  # fmt: skip
     summary = last_json(capsys.readouterr().out)
-    assert summary["n_input"] == 12 and summary["n_stars"] == 11
+    assert summary["n_input"] == 12 and summary["n_stars"] == 11 and summary["n_evaluated"] == 12
     assert {"mean_chi2_dof_below5", "frac_chi2_dof_above5"} <= set(summary)
+    assert summary["flags"]["no_colour"] == 1
     t = Table.read(out)
-    assert {"chi2", "dof", "chi2_dof", "flag", "score_BP_G", "score_W2_G"} <= set(t.colnames)
-    assert t["flag"][1] & 1 and np.isnan(t["chi2_dof"][1])
+    assert t.colnames[:3] == ["row", "source_id", "chi2"]
+    assert {"chi2", "dof", "chi2_dof", "flag", "flags", "score_BP_G", "score_W2_G"} <= set(
+        t.colnames
+    )
+    assert t["flag"][1] & 1 and np.isnan(t["chi2_dof"][1]) and t["flags"][1] == "no_colour"
     assert np.all(np.isfinite(np.delete(np.asarray(t["chi2_dof"]), 1)))
+    cuts = json.loads((tmp_path / "eval.ecsv.cuts.json").read_text())
+    assert cuts["n_in"] == cuts["n_out"] == 12
+
+
+def test_evaluate_with_preparation_keeps_cut_rows(model_path, tmp_path, capsys):
+    cat = small_catalog()
+    theta = cat.theta.copy()
+    theta[4] = np.nan  # no θ̂: removed by require_theta
+    cat_path = write_catalog(cat.replace(theta=theta), tmp_path / "cat.parquet")
+    out = tmp_path / "eval.parquet"
+    assert main(["evaluate", str(model_path), str(cat_path), "--out", str(out)]) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert summary["n_input"] == 12 and summary["n_evaluated"] == 11 and summary["n_cut"] == 1
+    t = Table.read(out)
+    assert list(t["row"]) == list(range(12)) and list(t["source_id"]) == list(range(12))
+    assert t["flags"][4] == "cut:require_theta" and t["flag"][4] == 16 and t["dof"][4] == 0
+    assert np.isnan(t["chi2"][4]) and np.isnan(t["score_BP_G"][4])
+    cuts = json.loads((tmp_path / "eval.parquet.cuts.json").read_text())
+    assert {r["rule"]: r["count"] for r in cuts["rules"]}["require_theta"] == 1
 
 
 def test_predict(model_path, tmp_path, capsys):
@@ -84,7 +107,8 @@ def test_bad_model_file_is_a_clean_error(tmp_path, capsys):
     theta = tmp_path / "theta.csv"
     Table({"teff": [5780.0], "logg": [4.44], "feh": [0.0]}).write(theta)
     assert main(["predict", str(bad), "--theta-file", str(theta), "--out", "x.csv"]) == 2
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(bad) in err and "Traceback" not in err
 
 
 def test_import_green2020_then_predict(green2020_dir, tmp_path, capsys):
