@@ -124,14 +124,7 @@ def _prepare(cat, no_prepare: bool = False):
 
 def _write_cuts(report, path) -> str:
     """Write the preparation report as JSON to ``path``, atomically; returns the path."""
-    from pathlib import Path
-
-    from bayesdsm._util import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(report.to_json() + "\n")
-    return str(path)
+    return str(report.write_json(path))
 
 
 def _cuts_path(out) -> str:

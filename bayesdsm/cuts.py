@@ -140,6 +140,17 @@ class CutReport:
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **({"indent": 2} | kwargs))
 
+    def write_json(self, path):
+        """Write :meth:`to_json` to ``path`` atomically (``<output>.cuts.json`` by
+        convention, beside the output it explains); returns the path."""
+        from pathlib import Path
+
+        from bayesdsm._util import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.to_json() + "\n")
+        return Path(path)
+
     def __str__(self) -> str:
         head = f"{'rule':<30} {'action':<8} {'count':>8} {'of':>8} {'%':>6}  note"
         lines = [f"§3 preparation: {self.n_in} stars in, {self.n_out} out", head, "-" * len(head)]

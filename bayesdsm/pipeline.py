@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bayesdsm.errors import CatalogError
 from bayesdsm.train import TrainConfig, TrainResult, read_train_config, to_stellar_model, train
 
 __all__ = ["fit_catalog"]
@@ -35,7 +36,8 @@ def fit_catalog(
         config: the settings when there is no ``config_file`` (default: ``TrainConfig()``).
 
     Returns:
-        (the :class:`~bayesdsm.train.TrainResult`, the model file's path).
+        (the :class:`~bayesdsm.train.TrainResult`, the model file's path). The §3 report
+        is also written beside the model, as ``<out>.cuts.json``.
     """
     from bayesdsm.catalog import read_catalog
     from bayesdsm.cuts import prepare
@@ -46,10 +48,14 @@ def fit_catalog(
         config, cuts_cfg = read_train_config(config_file)
     config = config or TrainConfig()
     cat = read_catalog(catalog, preset=preset)
+    if len(cat) == 0:
+        raise CatalogError(f"{catalog}: the catalog has no rows; nothing to train on. Check the "
+                           f"file and the preset {preset!r}", rule="empty")  # fmt: skip
+    out = Path(out)
     report = None
     if not prepared:
         cat, report = prepare(cat, cuts_cfg)
-    out = Path(out)
+        report.write_json(f"{out}.cuts.json")  # what the §3 cuts removed, beside the model
     ckpt = out.with_name(out.name + ".ckpt.npz")
     result = train(cat, config, checkpoint=ckpt, resume=resume, progress=progress,
                    cut_report=report)  # fmt: skip

@@ -240,8 +240,7 @@ def test_fit_refuses_a_malformed_file(case, tmp_path, tiny_fit_config, run_cli):
     )
     assert res.code == 2, res.err
     assert res.err.strip().splitlines()[-1].startswith("error: ")
-    if case != "empty":  # the empty case's message comes from training: see test below
-        check_refused(res, case, path)
+    check_refused(res, case, path)
     assert not (tmp_path / "m.bdsm").exists()
 
 
@@ -264,6 +263,8 @@ def test_fit_stops_when_nothing_trainable_is_left(tmp_path, tiny_fit_config, run
     last = res.err.strip().splitlines()[-1]
     assert last.startswith("error: no stars left to train on") and "require_theta" in last
     assert not (tmp_path / "m.bdsm").exists()
+    cuts = json.loads((tmp_path / "m.bdsm.cuts.json").read_text())  # what was cut, and why
+    assert cuts["n_in"] == 20 and cuts["n_out"] == 0
 
 
 @pytest.mark.slow
