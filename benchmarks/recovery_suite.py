@@ -9,7 +9,8 @@ with ``--paper``) on
   (Bayestar-like per-star E with honest σ; SFD-like full column with its scatter; the
   default mix scaled by 1.14, as SFD is, with R then scored against R_true / 1.14),
   selection (magnitude-limited vs LAMOST-like) and dust (see ``suite_surveys.py``);
-* ``mist``: the external MIST survey (``/work/shared/mist_survey``), a check only, never a
+* ``mist``: the external MIST survey (``../shared/mist_survey``, or
+  ``$BAYESDSM_MIST_SURVEY_DIR``), a check only, never a
   target to tune to; colours and M_G are scored on its noise-free truth grid;
 * ``real``: 5-fold cross-validation on the 5,000 real Green 2020 dev stars (train on
   4,000, evaluate the other 1,000 with :func:`bayesdsm.evaluate.evaluate_catalog`; all
@@ -35,7 +36,7 @@ Full (acceptance) run, ≥ 195k stars per simulated survey, the paper's schedule
 6-8 min of training per 200k-star survey on an idle 2-core machine, plus 5-15 min to
 simulate each survey once (cached in ``--work``), so about an hour in all::
 
-    BAYESDSM_GREEN2020_DIR=/work/shared/green2020 python benchmarks/recovery_suite.py
+    BAYESDSM_GREEN2020_DIR=../shared/green2020 python benchmarks/recovery_suite.py
     python benchmarks/recovery_suite.py --set reddening_scale=false --out /tmp/no_rs.json
     python benchmarks/recovery_suite.py --paper
 

@@ -3,7 +3,8 @@
 * three variants of :mod:`bayesdsm.simulate` (:data:`SIM_SURVEYS`), none with the demo's
   seed (1), the 195k benchmark's (7) or the MIST survey's (11); each differs in its
   reddening prior, its selection and its amount of dust;
-* the external MIST survey (``/work/shared/mist_survey``), with its truth attached as the
+* the external MIST survey (``../shared/mist_survey``, or
+  ``$BAYESDSM_MIST_SURVEY_DIR``), with its truth attached as the
   ``true_*`` columns :mod:`accept_train`'s metrics read (a check only: never tune to it);
 * the 5,000 real dev stars of the Green 2020 release, for cross-validation.
 
@@ -32,7 +33,11 @@ __all__ = [
     "sim_config",
 ]
 
-MIST_DIR = Path(os.environ.get("BAYESDSM_MIST_SURVEY_DIR", "/work/shared/mist_survey"))
+MIST_DIR = Path(
+    os.environ.get(
+        "BAYESDSM_MIST_SURVEY_DIR", Path(__file__).resolve().parents[2] / "shared" / "mist_survey"
+    )
+)
 
 
 @dataclass(frozen=True)
