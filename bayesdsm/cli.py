@@ -100,17 +100,9 @@ def _info(msg: str) -> None:
 
 def _read(args):
     """The catalog ``args.catalog`` (with ``args.preset``); an empty one is an error."""
-    from bayesdsm.catalog import read_catalog
-    from bayesdsm.errors import CatalogError
+    from bayesdsm.catalog import read_catalog, require_rows
 
-    cat = read_catalog(args.catalog, preset=args.preset)
-    if len(cat) == 0:
-        raise CatalogError(
-            f"{args.catalog}: the catalog has no rows; nothing to do. Check the file"
-            + (f" and the preset {args.preset!r}" if args.preset else ""),
-            rule="empty",
-        )
-    return cat
+    return require_rows(read_catalog(args.catalog, preset=args.preset), args.catalog, args.preset)
 
 
 def _prepare(cat, no_prepare: bool = False):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bayesdsm.errors import CatalogError
 from bayesdsm.train import TrainConfig, TrainResult, read_train_config, to_stellar_model, train
 
 __all__ = ["fit_catalog"]
@@ -39,7 +38,7 @@ def fit_catalog(
         (the :class:`~bayesdsm.train.TrainResult`, the model file's path). The §3 report
         is also written beside the model, as ``<out>.cuts.json``.
     """
-    from bayesdsm.catalog import read_catalog
+    from bayesdsm.catalog import read_catalog, require_rows
     from bayesdsm.cuts import prepare
     from bayesdsm.model_file import save_model
 
@@ -47,10 +46,7 @@ def fit_catalog(
     if config_file is not None:
         config, cuts_cfg = read_train_config(config_file)
     config = config or TrainConfig()
-    cat = read_catalog(catalog, preset=preset)
-    if len(cat) == 0:
-        raise CatalogError(f"{catalog}: the catalog has no rows; nothing to train on. Check the "
-                           f"file and the preset {preset!r}", rule="empty")  # fmt: skip
+    cat = require_rows(read_catalog(catalog, preset=preset), catalog, preset, "nothing to train on")
     out = Path(out)
     report = None
     if not prepared:

@@ -24,7 +24,13 @@ Example::
 from __future__ import annotations
 
 from bayesdsm.catalog._catalog import Catalog, add_flag, flag_counts
-from bayesdsm.catalog._io import merge_catalogs, read_catalog, read_table, write_catalog
+from bayesdsm.catalog._io import (
+    merge_catalogs,
+    read_catalog,
+    read_table,
+    require_rows,
+    write_catalog,
+)
 from bayesdsm.catalog._presets import (
     Preset,
     apply_preset,
@@ -48,6 +54,7 @@ __all__ = [
     "THETA_COLUMNS",
     "THETA_ERR_COLUMNS",
     "read_catalog",
+    "require_rows",
     "write_catalog",
     "read_table",
     "catalog_to_table",

@@ -23,7 +23,7 @@ from bayesdsm.catalog._schema import (
 from bayesdsm.catalog._table import catalog_from_table, catalog_to_table
 from bayesdsm.errors import CatalogError
 
-__all__ = ["read_table", "read_catalog", "write_catalog", "merge_catalogs"]
+__all__ = ["read_table", "read_catalog", "require_rows", "write_catalog", "merge_catalogs"]
 
 #: Where HDF5 catalog files hold their table.
 _HDF5_PATH = "catalog"
@@ -60,6 +60,18 @@ def read_table(path, preset=None, format: str | None = None):
                         rule="missing_column",
                     )
         return Table.read(path, format=fmt, **kwargs)
+
+
+def require_rows(cat: Catalog, path, preset=None, task: str = "nothing to do") -> Catalog:
+    """``cat`` if it has a star; else a :class:`~bayesdsm.errors.CatalogError` naming the
+    file ``path`` it was read from (and ``preset``), saying ``task`` ("nothing to do")."""
+    if len(cat) == 0:
+        raise CatalogError(
+            f"{path}: the catalog has no rows; {task}. Check the file"
+            + (f" and the preset {preset!r}" if preset else ""),
+            rule="empty",
+        )
+    return cat
 
 
 def read_catalog(path, preset=None, format: str | None = None, *, bands=None, strict=False):

@@ -17,6 +17,7 @@ import pytest
 from astropy.table import Table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from infer._helpers import FAST as INFER_FAST
 
 from ._malformed import (
     CASES,
@@ -163,19 +164,9 @@ INFER_ARGS = (
     "--chunk",
     "32",
 )
-#: Tiny engine settings (those of tests/infer): one compilation of ~1 min for all cases.
-FAST = dict(
-    n_starts=3,
-    map_steps=20,
-    n_importance=256,
-    n_importance_refit=(256,),
-    n_importance_kernel=(512,),
-    n_kernels=16,
-    n_warmup=40,
-    n_samples=60,
-    nuts_warmup=40,
-    nuts_samples=60,
-)
+#: Tiny engine settings, those of tests/infer (one compilation of ~1 min for all cases),
+#: without its batch and chunk sizes, which the CLI sets from ``--chunk``.
+FAST = {k: v for k, v in INFER_FAST.items() if k not in ("batch_size", "chunk_size")}
 
 
 @pytest.fixture
