@@ -37,7 +37,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from bayesdsm.emulator import Emulator, emulator_arrays, emulator_from_arrays
-from bayesdsm.likelihood import StarData, chi2_whitened
+from bayesdsm.likelihood import StarData, chi2_frozen
 
 __all__ = [
     "RegularizationConfig",
@@ -116,7 +116,9 @@ def emulator_model(
     Args:
         template: an emulator giving the architecture, dtype and θ normaliser.
         stars: :class:`~bayesdsm.likelihood.StarData` of the batch (stars on axis 0).
-        W: (batch, n_bands, 5) whitened frozen covariances of the batch.
+        W: (batch, n_bands, 5) whitened frozen covariances of the batch, or a
+            :class:`~bayesdsm.likelihood.ReddeningProfile` of the batch (each star's
+            reddening profiled out with its prior, :func:`~bayesdsm.likelihood.chi2_profiled`).
         n_total: N, the number of training stars (the batch is scaled by N / batch).
         reg: penalties.
         posterior_scale: temperature multiplying the whole log density.
@@ -129,7 +131,7 @@ def emulator_model(
     # The batch stands for all N stars: scale its terms by N / batch. (A subsampling
     # plate would do the same but draws an unused permutation of N at every step.)
     with numpyro.plate("stars", batch), numpyro.handlers.scale(scale=n_total / batch):
-        chi = jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, stars, W)
+        chi = jax.vmap(chi2_frozen, in_axes=(None, 0, 0))(emu, stars, W)
         numpyro.factor("chi2", -posterior_scale * chi / n_norm)
 
 
@@ -173,5 +175,5 @@ def latent_theta_model(
         with numpyro.handlers.scale(scale=2.0 / n_norm):
             z = numpyro.sample("theta_z", dist.Normal(jnp.zeros_like(stars.theta), 1.0).to_event(1))
             theta = stars.theta + jnp.einsum("nij,nj->ni", stars.theta_chol, z)
-        chi = jax.vmap(chi2_whitened, in_axes=(None, 0, 0))(emu, stars._replace(theta=theta), W)
+        chi = jax.vmap(chi2_frozen, in_axes=(None, 0, 0))(emu, stars._replace(theta=theta), W)
         numpyro.factor("chi2", -chi / n_norm)

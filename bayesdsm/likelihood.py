@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesdsm.covariance import LowRankCov, lowrank_cov, quadform, whiten
+from bayesdsm.covariance import LowRankCov, logdet, lowrank_cov, quadform, whiten
 from bayesdsm.emulator import Emulator, reddening
 
 __all__ = [
@@ -40,6 +40,12 @@ __all__ = [
     "linearized_parallax",
     "frozen_whitening",
     "chi2_whitened",
+    "ReddeningProfile",
+    "chi2_profiled",
+    "ThetaMixture",
+    "chi2_mixture",
+    "frozen_terms",
+    "chi2_frozen",
     "model_jacobians",
     "rebuild_star",
 ]
@@ -275,6 +281,13 @@ def frozen_whitening(emu: Emulator, star: StarData, *, gradients=True, extinctio
     return whiten(star_covariance(emu, star, gradients=gradients, extinction=extinction))
 
 
+def frozen_terms(emu: Emulator, star: StarData, *, gradients=True, extinction=True):
+    """(W, log|C|) of :func:`frozen_whitening`'s covariance (log|C| as
+    :func:`bayesdsm.covariance.logdet`: its finite part), for mixture weights."""
+    cov = star_covariance(emu, star, gradients=gradients, extinction=extinction)
+    return whiten(cov), logdet(cov)
+
+
 def chi2_whitened(emu: Emulator, star: StarData, W):
     """χ² of one star with a frozen covariance C⁻¹ = diag(mask/σ²) - W Wᵀ.
 
@@ -285,6 +298,87 @@ def chi2_whitened(emu: Emulator, star: StarData, W):
     r = residual(m, star)
     dinv = star.mask / star.mag_err**2
     return jnp.sum(dinv * r**2) - jnp.sum((W.T @ r) ** 2)
+
+
+class ReddeningProfile(NamedTuple):
+    """A frozen covariance without the reddening direction, and the reddening prior that
+    :func:`chi2_profiled` minimises χ² over (one star, or stars on the leading axis).
+
+    Attributes:
+        W: (n_bands, 5) whitening of the covariance without the σ_E² R Rᵀ term.
+        prior_mean, prior_err: the catalogue's reddening prior (E₀, σ₀) (mag).
+    """
+
+    W: jnp.ndarray
+    prior_mean: jnp.ndarray
+    prior_err: jnp.ndarray
+
+
+def chi2_profiled(emu: Emulator, star: StarData, frozen: ReddeningProfile):
+    """min over E of χ²(E) + (E - E₀)²/σ₀²: the star's reddening profiled out with its prior.
+
+    The magnitudes are linear in E about ``star.ebv`` (E′, the last reddening update),
+    m(E) = m(E′) + (E - E′) s with s = ∂A/∂E(E′) (exact when the extinction is linear),
+    so with the residual r₀ at the prior mean, r₀ = r(m(E′) + (E₀ - E′) s), and C⁻¹ the
+    frozen covariance without the R direction,
+
+        χ²_prof = r₀ᵀ C⁻¹ r₀ - (sᵀ C⁻¹ r₀)² / (1/σ₀² + sᵀ C⁻¹ s),
+
+    the Gaussian quadratic form with covariance C + σ₀² s sᵀ. Unlike :func:`chi2_whitened`
+    at a fixed E′, both s (through R) and the reddening E are live: the network and every
+    star's E are fitted jointly, so the reddenings' scale and zero point, which the
+    photometry alone leaves free (E → u E, R → R/u), sit where the prior puts them.
+    Without a parallax, s is taken orthogonal to 𝟙 as :func:`residual` takes r.
+    """
+    m, s = model_magnitudes(emu, star.theta, star.ebv)
+    r = residual(m + (frozen.prior_mean - star.ebv) * s, star)
+    # residual() is affine in the model: its linear part applied to s
+    s_r = residual(s, star._replace(mag=jnp.zeros_like(star.mag), mu=jnp.zeros_like(star.mu)))
+    s_r = -s_r
+    dinv = star.mask / star.mag_err**2
+    W = frozen.W
+    wr, ws = W.T @ r, W.T @ s_r
+    rr = jnp.sum(dinv * r**2) - jnp.sum(wr**2)
+    sr = jnp.sum(dinv * s_r * r) - jnp.sum(ws * wr)
+    ss = jnp.sum(dinv * s_r**2) - jnp.sum(ws**2)
+    return rr - sr**2 / (1.0 / frozen.prior_err**2 + ss)
+
+
+class ThetaMixture(NamedTuple):
+    """One star's likelihood as a mixture over the components of its posterior θ.
+
+    The star's :class:`StarData` then carries a leading axis of L components (θ = each
+    component's mean, ``theta_chol`` its covariance's Cholesky factor, the rest
+    repeated), and
+
+    Attributes:
+        frozen: (L, …) each component's frozen covariance (a whitening W or a
+            :class:`ReddeningProfile`).
+        log_weight: (L,) log w_l - ½ log|C_l| (:func:`frozen_terms` gives log|C_l|).
+    """
+
+    frozen: object
+    log_weight: jnp.ndarray
+
+
+def chi2_mixture(emu: Emulator, star: StarData, mixture: ThetaMixture):
+    """-2 log Σ_l exp(log_weight_l - χ²_l / 2) of one star whose θ is a mixture of L
+    Gaussians (:class:`ThetaMixture`; its leaves and ``star``'s have the leading L axis):
+    p(m | θ̂) = ∫ p(m | θ) p(θ | θ̂) dθ ≈ Σ_l w_l N(m; f(m_l), C + J S_l Jᵀ). With one
+    component and log_weight 0 it is that component's χ²."""
+    chi = jax.vmap(chi2_frozen, in_axes=(None, 0, 0))(emu, star, mixture.frozen)
+    return -2.0 * jax.nn.logsumexp(mixture.log_weight - 0.5 * chi)
+
+
+def chi2_frozen(emu: Emulator, star: StarData, frozen):
+    """The training objective's per-star χ²: :func:`chi2_mixture` for a
+    :class:`ThetaMixture`, :func:`chi2_profiled` for a :class:`ReddeningProfile`, else
+    :func:`chi2_whitened` with the whitening ``frozen``."""
+    if isinstance(frozen, ThetaMixture):
+        return chi2_mixture(emu, star, frozen)
+    if isinstance(frozen, ReddeningProfile):
+        return chi2_profiled(emu, star, frozen)
+    return chi2_whitened(emu, star, frozen)
 
 
 def model_jacobians(emu: Emulator, theta):

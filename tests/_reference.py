@@ -165,3 +165,34 @@ def random_stars(rng, n, dtype=np.float64, n_bands=13, p_missing=0.25, p_paralla
 def star(stars, i):
     """Star i of a StarData of arrays."""
     return type(stars)(*(np.asarray(a)[i] for a in stars))
+
+
+def dense_profiled_chi2(w, star, prior_mean, prior_err):
+    """min over E of χ²(E) + (E - E₀)²/σ₀², by a numerical 1-D minimisation in colour
+    space: Δc(E) = B(m̂ - M - E R - μ̂) with C_c built at the star's E′ (``star.ebv``)
+    without the σ_E² R Rᵀ term (linear extinction)."""
+    from scipy.optimize import minimize_scalar
+
+    dc0, Cc, used, R = dense_colour_system(w, star, ebv_err=0.0)
+    BR = b_mat(len(R)) @ R
+    e_lin = float(star.ebv)
+    C = Cc[np.ix_(used, used)]
+
+    def f(e):
+        d = (dc0 - (e - e_lin) * BR)[used]
+        return float(d @ np.linalg.solve(C, d)) + (e - prior_mean) ** 2 / prior_err**2
+
+    res = minimize_scalar(f, bracket=(prior_mean - 1.0, prior_mean + 1.0), tol=1e-12)
+    return res.fun
+
+
+def dense_mixture_chi2(w, star, weights, thetas, chols):
+    """-2 log Σ_l w_l N(Δc_l; 0, C_l) + const in colour space, each component l the star
+    at θ = thetas[l] with C_θ = chols[l] chols[l]ᵀ (the constant: the log 2π terms)."""
+    terms = []
+    for wl, th, ch in zip(weights, thetas, chols, strict=True):
+        s = star._replace(theta=np.asarray(th), theta_chol=np.asarray(ch))
+        dc, Cc, used, _ = dense_colour_system(w, s)
+        d, C = dc[used], Cc[np.ix_(used, used)]
+        terms.append(np.log(wl) - 0.5 * np.linalg.slogdet(C)[1] - 0.5 * d @ np.linalg.solve(C, d))
+    return -2.0 * np.logaddexp.reduce(terms)

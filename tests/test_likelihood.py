@@ -11,6 +11,8 @@ import pytest
 from _reference import (
     dense_chi2,
     dense_fitted_scores,
+    dense_mixture_chi2,
+    dense_profiled_chi2,
     dense_reddening_posterior,
     dense_scores,
     np_weights,
@@ -22,11 +24,16 @@ from jax.test_util import check_grads
 
 from bayesdsm.emulator import emulator_arrays, emulator_from_arrays
 from bayesdsm.likelihood import (
+    ReddeningProfile,
     StarData,
+    ThetaMixture,
     chi2,
+    chi2_mixture,
+    chi2_profiled,
     chi2_whitened,
     colour_scores,
     dof,
+    frozen_terms,
     frozen_whitening,
     linearized_parallax,
     model_magnitudes,
@@ -85,6 +92,98 @@ def test_whitened_chi2_equals_chi2_at_the_snapshot(setup):
     a = jax.jit(jax.vmap(chi2_whitened, in_axes=(None, 0, 0)))(emu, jstars, W)
     b = jax.jit(jax.vmap(chi2, in_axes=(None, 0)))(emu, jstars)
     np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_profiled_chi2_matches_a_numerical_minimisation_over_E(setup):
+    emu, stars = setup
+    w = np_weights(emu)
+    jstars = jax.tree_util.tree_map(jnp.asarray, stars)
+    W = jax.jit(jax.vmap(partial_whitening, in_axes=(None, 0)))(emu, jstars)
+    prior_mean = 0.2 + 0.02 * np.arange(N_STARS)
+    prior_err = 0.03 + 0.01 * np.arange(N_STARS)
+    frozen = ReddeningProfile(W, jnp.asarray(prior_mean), jnp.asarray(prior_err))
+    got = jax.jit(jax.vmap(chi2_profiled, in_axes=(None, 0, 0)))(emu, jstars, frozen)
+    for i in range(N_STARS):
+        want = dense_profiled_chi2(w, star(stars, i), prior_mean[i], prior_err[i])
+        assert float(got[i]) == pytest.approx(want, rel=1e-7, abs=1e-9), i
+
+
+def test_profiled_chi2_with_a_sharp_prior_is_chi2_at_the_prior_mean(setup):
+    """σ₀ → 0 pins E at E₀: χ² of the frozen covariance (no R term) at E₀."""
+    emu, stars = setup
+    jstars = jax.tree_util.tree_map(jnp.asarray, stars)
+    W = jax.jit(jax.vmap(partial_whitening, in_axes=(None, 0)))(emu, jstars)
+    e0 = jnp.full(N_STARS, 0.4)
+    frozen = ReddeningProfile(W, e0, jnp.full(N_STARS, 1e-9))
+    got = jax.jit(jax.vmap(chi2_profiled, in_axes=(None, 0, 0)))(emu, jstars, frozen)
+    want = jax.jit(jax.vmap(chi2_whitened, in_axes=(None, 0, 0)))(emu, jstars._replace(ebv=e0), W)
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+
+
+def test_profiled_chi2_is_invariant_along_the_reddening_scale(setup):
+    """E → u E, R → R / u leaves A = E R, so the profile with the prior and E′ scaled
+    by u must equal the original: the prior alone sets the scale."""
+    emu, stars = setup
+    u = 1.14
+    arrays = dict(emulator_arrays(emu))
+    arrays["R_bias"] = arrays["R_bias"] - np.log(u)
+    emu_u = emulator_from_arrays(emu.config, arrays, jnp.float64)
+    jstars = jax.tree_util.tree_map(jnp.asarray, stars)
+    scaled = jstars._replace(ebv=u * jstars.ebv)
+    f = jax.jit(jax.vmap(partial_whitening, in_axes=(None, 0)))
+    e0, s0 = jnp.full(N_STARS, 0.3), jnp.full(N_STARS, 0.05)
+    prof = jax.jit(jax.vmap(chi2_profiled, in_axes=(None, 0, 0)))
+    a = prof(emu, jstars, ReddeningProfile(f(emu, jstars), e0, s0))
+    b = prof(emu_u, scaled, ReddeningProfile(f(emu_u, scaled), u * e0, u * s0))
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+    # … and a prior on a different scale is a different objective
+    c = prof(emu_u, scaled, ReddeningProfile(f(emu_u, scaled), e0, s0))
+    assert np.max(np.abs(np.asarray(c - a))) > 1e-3
+
+
+def partial_whitening(emu, s):
+    """The frozen whitening at the star's E′ without the reddening direction."""
+    return frozen_whitening(emu, s, gradients=True, extinction=False)
+
+
+def test_mixture_chi2_matches_the_dense_mixture_likelihood(setup):
+    """-2 log Σ w_l N_l against dense colour-space Gaussians, up to a constant per star
+    (log|D| and 2π terms) that must not depend on the components or their weights."""
+    emu, stars = setup
+    w = np_weights(emu)
+    rng = np.random.default_rng(3)
+    fn = jax.jit(chi2_mixture)
+    for i in range(8):
+        s = star(stars, i)
+        offsets = []
+        for trial in range(3):
+            n_comp = 1 + trial
+            thetas = s.theta + rng.normal(size=(n_comp, 3)) * np.array([150.0, 0.3, 0.1])
+            chols = np.linalg.cholesky(
+                np.eye(3)[None]
+                * np.array([80.0, 0.1, 0.05])[None, :] ** 2
+                * rng.uniform(0.5, 2.0, (n_comp, 1, 1))
+            )
+            weights = rng.dirichlet(np.ones(n_comp))
+            rows = StarData(*(np.repeat(np.asarray(a)[None], n_comp, axis=0) for a in s))
+            rows = rows._replace(theta=thetas, theta_chol=chols)
+            jrows = jax.tree_util.tree_map(jnp.asarray, rows)
+            W, logdet = jax.vmap(frozen_terms, in_axes=(None, 0))(emu, jrows)
+            log_w = jnp.log(jnp.asarray(weights)) - 0.5 * logdet
+            got = float(fn(emu, jrows, ThetaMixture(W, log_w)))
+            offsets.append(got - dense_mixture_chi2(w, s, weights, thetas, chols))
+        np.testing.assert_allclose(offsets, offsets[0], rtol=0, atol=1e-7)
+
+
+def test_one_component_mixture_is_its_chi2(setup):
+    emu, stars = setup
+    jstars = jax.tree_util.tree_map(jnp.asarray, stars)
+    W = jax.jit(jax.vmap(frozen_whitening, in_axes=(None, 0)))(emu, jstars)
+    one = jax.tree_util.tree_map(lambda a: a[:, None], jstars)
+    mix = ThetaMixture(W[:, None], jnp.zeros((N_STARS, 1)))
+    got = jax.jit(jax.vmap(chi2_mixture, in_axes=(None, 0, 0)))(emu, one, mix)
+    want = jax.jit(jax.vmap(chi2_whitened, in_axes=(None, 0, 0)))(emu, jstars, W)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def test_reddening_posterior_matches_dense(setup):

@@ -23,7 +23,7 @@ __all__ = [
     "split_indices",
 ]
 
-METHODS = ("paper", "latent_theta")
+METHODS = ("paper", "latent_theta", "deconvolved")
 PARALLAX_MODES = ("inverted", "linearized")
 
 
@@ -37,7 +37,10 @@ class TrainConfig:
     Attributes:
         method: ``"latent_theta"``: each training star's true θ is a latent variable with
             prior N(θ̂, C_θ) (Zhang, Green & Rix 2023); ``"paper"``: M at θ̂, with the θ̂
-            errors in the covariance (Eq. 4).
+            errors in the covariance (Eq. 4); ``"deconvolved"``: regression calibration,
+            each star's likelihood a mixture over its posterior θ given θ̂ under the
+            training stars' deconvolved θ density (:mod:`bayesdsm.deconvolve`), with the
+            posterior's covariances in place of C_θ (the paper's is the flat-density case).
         seed: seeds the split, the initial weights and every minibatch permutation.
         split: fractions (train, validation, test).
         n_iterations: iterations (covariance and reddening rebuilds).
@@ -105,6 +108,9 @@ class TrainConfig:
     parallax: str = "linearized"
     extinction_curvature: bool = True
     reddening_scale: bool = True
+    theta_density_components: int = 12
+    posterior_components: int = 2
+    profile_reddening: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -115,12 +121,18 @@ class TrainConfig:
         object.__setattr__(self, "split", split)
         object.__setattr__(self, "ebv_range", tuple(float(x) for x in self.ebv_range))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        for name in ("n_iterations", "epochs", "batch_size", "chunk_size", "chi2_end_iteration"):
+        for name in ("n_iterations", "epochs", "batch_size", "chunk_size", "chi2_end_iteration",
+                     "theta_density_components", "posterior_components"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
         if self.parallax not in PARALLAX_MODES:
             raise ConfigError(
                 f"TrainConfig.parallax must be one of {PARALLAX_MODES}, not {self.parallax!r}"
+            )
+        if self.profile_reddening and self.reddening_scale:
+            raise ConfigError(
+                "TrainConfig.profile_reddening fits the reddenings' scale with the network; "
+                "set reddening_scale=False with it"
             )
         if self.dtype not in ("float32", "float64"):
             raise ConfigError("TrainConfig.dtype must be 'float32' or 'float64'")

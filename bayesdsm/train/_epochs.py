@@ -29,7 +29,9 @@ class Frozen(NamedTuple):
 
     stars_train: StarData
     stars_val: StarData
-    W_fit: np.ndarray  # (n_train, n_bands, 5) of the SVI (latent θ: no J C_θ Jᵀ)
+    stars_fit: StarData  # the SVI's stars: stars_train, or (n_train, L) components
+    W_fit: object  # (n_train, n_bands, 5) of the SVI (latent θ: no J C_θ Jᵀ), or a
+    # ReddeningProfile (profile_reddening: no σ_E² R Rᵀ, and the reddening prior)
     W_train: np.ndarray  # (n_train, n_bands, 5) marginal, at θ̂ (the reported losses)
     W_val: np.ndarray  # (n_val, n_bands, 5) marginal, at θ̂
 
@@ -77,7 +79,7 @@ def run_epochs(run: Run, state: TrainState, frozen: Frozen, active: Active):
     batch = min(config.batch_size, active.rows.size)
     n_rows = -(-n_train // batch)
     svi_state = set_learning_rates(state.svi_state, _learning_rates(config, k))
-    data = (jax.tree_util.tree_map(jnp.asarray, frozen.stars_train), jnp.asarray(frozen.W_fit))
+    data = jax.tree_util.tree_map(jnp.asarray, (frozen.stars_fit, frozen.W_fit))
     n_total = {"n_total": jnp.asarray(active.rows.size, frozen.stars_train.mag.dtype)}
     c0 = prior_constant(fitter.template, active.rows.size, config)
     inner = tqdm(range(config.epochs), desc=f"iteration {k}", leave=False, unit="epoch",

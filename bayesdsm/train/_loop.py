@@ -27,11 +27,18 @@ import numpy as np
 from bayesdsm._util import take
 from bayesdsm.emulator import Emulator
 from bayesdsm.errors import ConfigError, TrainingError
-from bayesdsm.likelihood import StarData
+from bayesdsm.likelihood import ReddeningProfile, StarData, ThetaMixture
 from bayesdsm.train._checkpoint import TrainState, restore, save_checkpoint
 from bayesdsm.train._config import TrainConfig, chi2_threshold, learning_rate
 from bayesdsm.train._epochs import Active, Frozen, run_epochs
-from bayesdsm.train._passes import dof, eval_loss, parallax_terms, rebuild, whitening
+from bayesdsm.train._passes import (
+    dof,
+    eval_loss,
+    mixture_terms,
+    parallax_terms,
+    rebuild,
+    whitening,
+)
 from bayesdsm.train._reddening import rescale_reddening
 from bayesdsm.train._result import TrainResult, held_out_summary, percentiles, validity
 from bayesdsm.train._setup import Run, start
@@ -224,14 +231,29 @@ def _freeze_covariances(run: Run, state: TrainState, stars_cur, cache: dict) -> 
     n_train = run.train_idx.size
     stars_train = take(stars_cur, run.train_idx)
     W_fit = W_eval[:n_train]
+    profile = run.config.profile_reddening
     if run.config.method == "latent_theta" and k > 0:
         z = run.fitter.latent_z(state.svi_state)
         theta_map = latent_theta(stars_train, z).astype(stars_train.mag.dtype)
         no_jac = stars_train._replace(
             theta=theta_map, theta_chol=np.zeros_like(stars_train.theta_chol)
         )
-        W_fit = whitening(emu, no_jac, chunk, gradients=False, extinction=True)
-    return Frozen(stars_train, take(stars_cur, run.val_idx), W_fit, W_eval[:n_train],
+        W_fit = whitening(emu, no_jac, chunk, gradients=False, extinction=not profile)
+    elif profile and k > 0:
+        W_fit = whitening(emu, stars_train, chunk, gradients=True, extinction=False)
+    stars_fit = stars_train
+    if run.mixture is not None:
+        stars_fit, W_fit, log_w = mixture_terms(emu, stars_train, take(run.mixture, run.train_idx),
+                                                chunk, gradients=k > 0,
+                                                extinction=k > 0 and not profile)  # fmt: skip
+    if profile:
+        prior = take((run.stars.ebv, run.stars.ebv_err), run.train_idx)
+        if run.mixture is not None:
+            prior = tuple(np.repeat(p[:, None], log_w.shape[1], axis=1) for p in prior)
+        W_fit = ReddeningProfile(W_fit, *prior)
+    if run.mixture is not None:
+        W_fit = ThetaMixture(W_fit, log_w)
+    return Frozen(stars_train, take(stars_cur, run.val_idx), stars_fit, W_fit, W_eval[:n_train],
                    W_eval[n_train:])  # fmt: skip
 
 

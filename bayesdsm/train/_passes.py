@@ -19,6 +19,7 @@ from bayesdsm.emulator import Emulator, emulator_arrays
 from bayesdsm.likelihood import (
     StarData,
     chi2_whitened,
+    frozen_terms,
     frozen_whitening,
     linearized_parallax,
     rebuild_star,
@@ -27,6 +28,7 @@ from bayesdsm.likelihood import (
 __all__ = [
     "dof",
     "eval_loss",
+    "mixture_terms",
     "parallax_terms",
     "penalty",
     "prior_constant",
@@ -38,6 +40,12 @@ __all__ = [
 @partial(jax.jit, static_argnames=("gradients", "extinction"))
 def _whiten_chunk(emu, stars, *, gradients, extinction):
     f = partial(frozen_whitening, gradients=gradients, extinction=extinction)
+    return jax.vmap(f, in_axes=(None, 0))(emu, stars)
+
+
+@partial(jax.jit, static_argnames=("gradients", "extinction"))
+def _terms_chunk(emu, stars, *, gradients, extinction):
+    f = partial(frozen_terms, gradients=gradients, extinction=extinction)
     return jax.vmap(f, in_axes=(None, 0))(emu, stars)
 
 
@@ -65,6 +73,35 @@ def whitening(emu: Emulator, stars: StarData, chunk: int, *, gradients: bool, ex
         lambda s: _whiten_chunk(emu, s, gradients=gradients, extinction=extinction),
         len(stars.mag), chunk, stars,
     )  # fmt: skip
+
+
+def mixture_terms(
+    emu: Emulator, stars: StarData, mixture, chunk: int, *, gradients: bool, extinction: bool
+):
+    """Each star's posterior θ components as (n, L) StarData, their frozen whitenings W
+    (n, L, n_bands, 5) and log weights log w_l - ½ log|C_l| (n, L)
+    (:func:`bayesdsm.likelihood.frozen_terms`).
+
+    Args:
+        mixture: (weights (n, L), means (n, L, 3), Cholesky factors (n, L, 3, 3)).
+    """
+    w, m, chol = mixture
+    n, n_comp = w.shape
+    rows = take(stars, np.repeat(np.arange(n), n_comp))
+    rows = rows._replace(theta=m.reshape(n * n_comp, 3), theta_chol=chol.reshape(-1, 3, 3))
+    W, logdet = chunked_map(
+        lambda s: _terms_chunk(emu, s, gradients=gradients, extinction=extinction),
+        len(rows.mag), chunk, rows,
+    )  # fmt: skip
+    log_w = np.log(w.reshape(-1)) - 0.5 * np.asarray(logdet, np.float64)
+    split = partial(_unflatten, n, n_comp)
+    dtype = stars.mag.dtype
+    return jax.tree_util.tree_map(split, rows), split(W), split(log_w).astype(dtype)
+
+
+def _unflatten(n: int, n_comp: int, a):
+    a = np.asarray(a)
+    return a.reshape(n, n_comp, *a.shape[1:])
 
 
 def rebuild(emu: Emulator, stars: StarData, prior_mean, prior_err, consts, chunk: int):

@@ -38,6 +38,9 @@ class Run(NamedTuple):
         plx_obs: (ϖ, σ_ϖ), (N,) float64 each (mas), for the linearised parallax terms.
         consts: (ebv_range lo, hi, ebv_err_floor, ebv_err_frac) of the reddening update.
         progress: show progress bars.
+        mixture: ``deconvolved``: each star's posterior θ components (weights (N, L),
+            means (N, L, 3), Cholesky factors (N, L, 3, 3)); ``stars`` then hold the
+            posterior's mean and covariance in place of θ̂ and C_θ. Otherwise None.
     """
 
     config: TrainConfig
@@ -49,6 +52,7 @@ class Run(NamedTuple):
     plx_obs: tuple
     consts: jax.Array
     progress: bool
+    mixture: tuple | None = None
 
 
 def start(cat, config: TrainConfig, progress: bool, cut_report):
@@ -66,6 +70,9 @@ def start(cat, config: TrainConfig, progress: bool, cut_report):
     n = len(cat)
     train_idx, val_idx, test_idx = split_indices(n, config)
     _check_inputs(cat, stars, train_idx, cut_report)
+    mixture = None
+    if config.method == "deconvolved":
+        stars, mixture = _posterior_theta(cat, stars, train_idx, config)
     split = np.zeros(n, np.int8)
     split[val_idx], split[test_idx] = 1, 2
     base_key = jax.random.PRNGKey(config.seed)
@@ -99,8 +106,30 @@ def start(cat, config: TrainConfig, progress: bool, cut_report):
         dtype,
     )
     run = Run(config, Fitter(svi, init_emu), stars, split, train_idx, val_idx, plx_obs, consts,
-              progress)  # fmt: skip
+              progress, mixture)  # fmt: skip
     return run, state, meta, cat
+
+
+def _posterior_theta(cat, stars: StarData, train_idx, config: TrainConfig):
+    """(stars at their posterior θ's mean and covariance, the posterior's largest
+    components) under the training stars' deconvolved θ density."""
+    from bayesdsm.deconvolve import fit_theta_density, posterior_components, posterior_moments
+
+    theta, cov = np.asarray(cat.theta, np.float64), np.asarray(cat.theta_cov, np.float64)
+    density = fit_theta_density(
+        theta[train_idx],
+        cov[train_idx],
+        n_components=config.theta_density_components,
+        seed=config.seed,
+    )
+    mean, post_cov = posterior_moments(density, theta, cov)
+    w, m, S = posterior_components(density, theta, cov, config.posterior_components)
+    dtype = stars.mag.dtype
+    stars = stars._replace(
+        theta=mean.astype(dtype), theta_chol=np.linalg.cholesky(post_cov).astype(dtype)
+    )
+    mixture = (np.maximum(w, 1e-30), m.astype(dtype), np.linalg.cholesky(S).astype(dtype))
+    return stars, mixture
 
 
 def _initial_params(init_emu, n_train: int, config: TrainConfig, dtype) -> dict:

@@ -81,10 +81,10 @@ def make_svi(method: str, reg: RegularizationConfig, theta_lr: float, n_plate: i
     ``n_plate`` is part of the key because the guide's prototype records the plate size.
     """
     del n_plate
-    if method == "paper":
-        model = partial(_paper_model, reg)
-    else:
+    if method == "latent_theta":
         model = partial(latent_theta_model, reg=reg)
+    else:  # "paper" and "deconvolved" (its mixture is in the frozen terms)
+        model = partial(_paper_model, reg)
     guide = AutoDelta(model, init_loc_fn=init_to_uniform)  # init_params replace its start
     optim = optax.multi_transform(
         {
