@@ -22,8 +22,6 @@ and SVI with :class:`~numpyro.infer.autoguide.AutoDelta` is exactly the paper's 
 With ``posterior_scale = n_bands / 2`` the likelihood becomes the Gaussian exp(-χ²/2),
 which is what a variational guide for weight uncertainty should use.
 
-:func:`latent_theta_model` is the same fit with each star's true θ a latent variable
-(Zhang, Green & Rix 2023), the model of ``TrainConfig(method="latent_theta")``.
 """
 
 from __future__ import annotations
@@ -44,7 +42,6 @@ __all__ = [
     "weight_priors",
     "emulator_model",
     "emulator_from_params",
-    "latent_theta_model",
 ]
 
 _FIXED = ("theta_median", "theta_std")
@@ -133,47 +130,3 @@ def emulator_model(
     with numpyro.plate("stars", batch), numpyro.handlers.scale(scale=n_total / batch):
         chi = jax.vmap(chi2_frozen, in_axes=(None, 0, 0))(emu, stars, W)
         numpyro.factor("chi2", -posterior_scale * chi / n_norm)
-
-
-def latent_theta_model(
-    template: Emulator,
-    stars: StarData,
-    W,
-    idx,
-    *,
-    n_total: int,
-    n_plate: int,
-    reg: RegularizationConfig | None = None,
-):
-    """The emulator fit with each star's true θ latent, θ ~ N(θ̂, C_θ) (Zhang+2023).
-
-    Weight priors are those of :func:`emulator_model`. Per star the log density is
-    -(χ²(θ) + (θ - θ̂)ᵀ C_θ⁻¹ (θ - θ̂)) / n_bands, i.e. the θ prior on the same temperature
-    as the photometric χ² (the frozen covariance W must then not contain the J C_θ Jᵀ
-    term). The latent is whitened, θ = θ̂ + L_θ z with z ~ N(0, I) (site ``theta_z``), so
-    one learning rate suits all three components.
-
-    Args:
-        template, stars, W: as in :func:`emulator_model`.
-        idx: (batch,) the batch's positions in the plate of size ``n_plate`` (the
-            training split); the guide substitutes them into the plate so that each star
-            keeps its own θ (the model itself does not read them).
-        n_total: the active stars, which scale the whole likelihood.
-        n_plate: the plate's size.
-        reg: penalties.
-    """
-    reg = RegularizationConfig() if reg is None else reg
-    priors = weight_priors(template, n_total, reg)
-    params = {name: numpyro.sample(name, prior) for name, prior in priors.items()}
-    emu = emulator_from_params(template, params)
-    n_norm = reg.n_bands_norm or template.n_bands
-    batch = stars.mag.shape[0]
-    with (
-        numpyro.plate("stars", n_plate, subsample_size=batch),
-        numpyro.handlers.scale(scale=n_total / n_plate),
-    ):
-        with numpyro.handlers.scale(scale=2.0 / n_norm):
-            z = numpyro.sample("theta_z", dist.Normal(jnp.zeros_like(stars.theta), 1.0).to_event(1))
-            theta = stars.theta + jnp.einsum("nij,nj->ni", stars.theta_chol, z)
-        chi = jax.vmap(chi2_frozen, in_axes=(None, 0, 0))(emu, stars._replace(theta=theta), W)
-        numpyro.factor("chi2", -chi / n_norm)

@@ -307,7 +307,7 @@ def main(argv=None) -> int:
     ap.add_argument("--subset", type=int, default=None, help="use the first N catalog rows")
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=25)
-    ap.add_argument("--method", default="paper", choices=("paper", "latent_theta"))
+    ap.add_argument("--method", default="deconvolved", choices=("paper", "deconvolved"))
     ap.add_argument("--parallax", default=None, choices=("inverted", "linearized"),
                     help="TrainConfig.parallax (default: TrainConfig's)")  # fmt: skip
     ap.add_argument("--curvature", default=None, choices=("on", "off"),
@@ -392,9 +392,8 @@ def main(argv=None) -> int:
         from bayesdsm.train import to_stellar_model
 
         save_model(to_stellar_model(res), args.save + ".bdsm")
-        extra_arrays = {} if res.theta_latent is None else {"theta_latent": res.theta_latent}
         np.savez(args.save + ".npz", split=res.split, ebv=res.ebv, ebv_err=res.ebv_err,
-                 info=np.array(json.dumps(info)), **extra_arrays)  # fmt: skip
+                 info=np.array(json.dumps(info)))  # fmt: skip
     out = {"n": len(cat), **info, **metrics(cat, res.emulator, res.validity, res.split,
                                             res.ebv, res.ebv_err)}  # fmt: skip
     print(json.dumps(out), flush=True)

@@ -12,8 +12,7 @@ iterations × 25 epochs.
 
     python benchmarks/bench_train.py            # N = 1e4, 1e5
     python benchmarks/bench_train.py --big      # also N = 1e6
-    python benchmarks/bench_train.py --sizes 100000 --baseline \
-        --set 'method="deconvolved"' --set profile_reddening=true --set reddening_scale=false
+    python benchmarks/bench_train.py --sizes 100000 --baseline --set 'method="paper"'
 
 ``--set FIELD=JSON`` sets TrainConfig fields (repeatable); ``--baseline`` first runs
 ``TrainConfig()`` on the same catalogue in the same process, for a comparison on the same

@@ -81,11 +81,13 @@ if SMALL and len(cat) > 3000:
 # threshold falling from 100 to 5 by iteration 15. By default bayesdsm goes beyond the
 # paper where its simulated-survey benchmarks say it pays (BENCHMARKS.md): the stellar
 # network starts at learning rate 1e-2 (the paper's 1e-3 leaves it short of converged in
-# 20 × 25 epochs), the extinction layer at the paper's 1e-3; each training
-# star's *true* θ is a latent variable (`method="latent_theta"`, Zhang, Green & Rix 2023),
-# which removes the regression dilution of fitting M at the noisy θ̂; parallaxes enter
-# linearised, extinction has a second-order term, and R and the reddenings are kept on
-# the reddening prior's scale. `TrainConfig.paper()` is the paper's procedure exactly.
+# 20 × 25 epochs), the extinction layer at the paper's 1e-3; the θ̂ errors are treated by
+# regression calibration (`method="deconvolved"`: each star's likelihood is a mixture
+# over its posterior θ given θ̂ under the training stars' deconvolved θ density, which
+# removes the regression dilution of fitting M at the noisy θ̂); each star's reddening is
+# profiled out with its prior, so R and the reddenings sit on the prior's scale;
+# parallaxes enter linearised, and extinction has a second-order term.
+# `TrainConfig.paper()` is the paper's procedure exactly.
 #
 # The command line does the same, with progress bars and checkpoints:
 #

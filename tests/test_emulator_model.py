@@ -15,10 +15,9 @@ from bayesdsm.emulator_model import (
     RegularizationConfig,
     emulator_from_params,
     emulator_model,
-    latent_theta_model,
     weight_priors,
 )
-from bayesdsm.likelihood import chi2_whitened, frozen_whitening
+from bayesdsm.likelihood import frozen_whitening
 
 LAMBDA_S, LAMBDA_R, N_BANDS = 1e-4, 1e-2, 13  # Eq. 15 and §4 of Green et al. (2021)
 
@@ -95,30 +94,3 @@ def test_curvature_is_a_weight_only_when_fitted(key):
     np.testing.assert_allclose(fitted["R_curvature"].base_dist.scale, 0.1)
 
 
-def test_latent_theta_model_tempers_the_theta_prior_like_chi2(key):
-    """Zhang+2023's latent θ = θ̂ + L z, z ~ N(0, I): per star the log density is
-    -(χ²(θ) + zᵀz) / n_bands (the θ prior on Eq. 15's temperature), scaled by
-    n_total / n_plate, plus the weight priors."""
-    n, n_total = 6, 50
-    with jax.enable_x64(True):
-        template = random_emulator(key, jnp.float64)
-        stars = jax.tree_util.tree_map(
-            jnp.asarray, random_stars(np.random.default_rng(2), n, np.float64)
-        )
-        W = jax.vmap(frozen_whitening, (None, 0))(
-            template, stars._replace(theta_chol=jnp.zeros_like(stars.theta_chol))
-        )
-        z = jnp.asarray(np.random.default_rng(3).normal(size=(n, 3)))
-        reg = RegularizationConfig()
-        priors = weight_priors(template, n_total, reg)
-        weights = {k: v for k, v in emulator_arrays(template).items() if k in priors}
-        idx = jnp.arange(n)
-        kwargs = {"n_total": n_total, "n_plate": n, "reg": reg}
-        params = {**weights, "theta_z": z, "stars": idx}
-        lp, _ = log_density(latent_theta_model, (template, stars, W, idx), kwargs, params)
-        theta = stars.theta + jnp.einsum("nij,nj->ni", stars.theta_chol, z)
-        chi = jax.vmap(chi2_whitened, (None, 0, 0))(template, stars._replace(theta=theta), W)
-        log_z = float(jnp.sum(-0.5 * z**2 - 0.5 * np.log(2 * np.pi)))
-        log_w = sum(float(jnp.sum(p.log_prob(weights[k]))) for k, p in priors.items())
-        want = log_w + n_total / n * (2.0 / N_BANDS * log_z - float(jnp.sum(chi)) / N_BANDS)
-    assert float(lp) == pytest.approx(want, rel=1e-10)

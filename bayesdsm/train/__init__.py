@@ -17,26 +17,33 @@ One iteration k = 0 … n_iterations-1:
    (100 after iteration 0, falling geometrically to 5 by the 15th iteration, then 5).
    Iteration 0 instead excludes σ_E > 0.2.
 
-Two methods share this loop (``TrainConfig.method``):
+Two treatments of the θ̂ errors share this loop (``TrainConfig.method``):
 
+* ``"deconvolved"`` (the default; regression calibration): the density of the true θ is
+  fitted to the training stars' θ̂ and C_θ by extreme deconvolution
+  (:mod:`bayesdsm.deconvolve`), and each star's likelihood is a mixture over the largest
+  components of its posterior θ given θ̂ under it, each with its posterior covariance in
+  place of C_θ (:class:`bayesdsm.likelihood.ThetaMixture`). Reddening updates, χ² and the
+  reported losses use the posterior's mean and covariance.
 * ``"paper"``: M is evaluated at the noisy θ̂; the θ̂ errors enter the covariance as
-  J C_θ Jᵀ (Eq. 4).
-* ``"latent_theta"`` (Zhang, Green & Rix 2023; the default): each training star's true θ
-  is a latent variable with prior N(θ̂, C_θ), fitted jointly with the network (a per-star
-  MAP, :func:`bayesdsm.emulator_model.latent_theta_model`); the J C_θ Jᵀ term then leaves
-  the training covariance. Reddening updates, χ² and the reported losses use the paper's
-  marginal covariance at θ̂ for both methods, so the numbers are comparable.
+  J C_θ Jᵀ (Eq. 4). It is the flat-density case of the above.
+
+With ``profile_reddening`` (the default) the network's objective has each star's
+reddening profiled out with the catalogue's prior (E₀, σ₀)
+(:func:`bayesdsm.likelihood.chi2_profiled`): network and reddenings are fitted jointly,
+so the reddenings' scale and zero point, which the photometry leaves free, sit where the
+prior puts them. The paper fits the network at the last update's E′ instead.
 
 The other defaults beyond the paper (``parallax``, ``extinction_curvature``,
-``reddening_scale``, ``l2_stellar``, the learning rates) are listed on
-:class:`TrainConfig`; :meth:`TrainConfig.paper` is the paper's procedure.
+``l2_stellar``, the learning rates) are listed on :class:`TrainConfig`;
+:meth:`TrainConfig.paper` is the paper's procedure.
 
 Checkpoints (:func:`load_checkpoint`) are written after each iteration, and a resumed run
 reproduces an uninterrupted one bit for bit.
 
 Modules: ``_config`` (settings, schedules, split), ``_setup`` (a run's fixed inputs),
 ``_svi`` (model, guide, optimiser, epoch scan), ``_passes`` (per-star passes, loss),
-``_epochs`` (step 2), ``_reddening`` (the reddening scale), ``_checkpoint``, ``_result``
+``_epochs`` (step 2), ``_checkpoint``, ``_result``
 and ``_loop`` (:func:`train`, steps 1, 3 and 4).
 """
 
@@ -49,7 +56,6 @@ from bayesdsm.train._config import (
     split_indices,
 )
 from bayesdsm.train._loop import train
-from bayesdsm.train._reddening import reddening_rescaling
 from bayesdsm.train._result import TrainResult, to_stellar_model
 
 __all__ = [
@@ -59,7 +65,6 @@ __all__ = [
     "learning_rate",
     "load_checkpoint",
     "read_train_config",
-    "reddening_rescaling",
     "split_indices",
     "to_stellar_model",
     "train",

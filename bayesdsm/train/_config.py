@@ -23,7 +23,7 @@ __all__ = [
     "split_indices",
 ]
 
-METHODS = ("paper", "latent_theta", "deconvolved")
+METHODS = ("paper", "deconvolved")
 PARALLAX_MODES = ("inverted", "linearized")
 
 
@@ -31,16 +31,15 @@ PARALLAX_MODES = ("inverted", "linearized")
 class TrainConfig:
     """Settings of the §4 procedure. The schedule's defaults are the paper's; seven
     defaults go beyond it (``method``, ``parallax``, ``extinction_curvature``,
-    ``reddening_scale``, ``l2_stellar``, ``learning_rate``, ``extinction_learning_rate``);
+    ``profile_reddening``, ``l2_stellar``, ``learning_rate``, ``extinction_learning_rate``);
     :meth:`paper` gives the paper's procedure.
 
     Attributes:
-        method: ``"latent_theta"``: each training star's true θ is a latent variable with
-            prior N(θ̂, C_θ) (Zhang, Green & Rix 2023); ``"paper"``: M at θ̂, with the θ̂
-            errors in the covariance (Eq. 4); ``"deconvolved"``: regression calibration,
-            each star's likelihood a mixture over its posterior θ given θ̂ under the
-            training stars' deconvolved θ density (:mod:`bayesdsm.deconvolve`), with the
-            posterior's covariances in place of C_θ (the paper's is the flat-density case).
+        method: ``"deconvolved"``: regression calibration, each star's likelihood a
+            mixture over its posterior θ given θ̂ under the training stars' deconvolved θ
+            density (:mod:`bayesdsm.deconvolve`), with the posterior's covariances in
+            place of C_θ; ``"paper"``: M at θ̂, with the θ̂ errors in the covariance
+            (Eq. 4), the flat-density case.
         seed: seeds the split, the initial weights and every minibatch permutation.
         split: fractions (train, validation, test).
         n_iterations: iterations (covariance and reddening rebuilds).
@@ -51,8 +50,6 @@ class TrainConfig:
         extinction_learning_rate: Adam learning rate of the extinction layer (R kernel,
             R bias, curvature) in iteration 0; None: ``learning_rate``.
         lr_decay: iteration k's learning rates are iteration 0's times exp(-k / lr_decay).
-        theta_learning_rate: Adam learning rate (no momentum) of the whitened latent θ
-            offsets in iteration 0 (``latent_theta``), decaying on the same schedule.
         max_ebv_err_first: iteration 0 excludes stars with σ_E above this (mag).
         chi2_start, chi2_end, chi2_end_iteration: the outlier threshold on χ²/dof, see
             :func:`chi2_threshold`.
@@ -73,12 +70,9 @@ class TrainConfig:
             Gaussian in ϖ linearised at the previous network's photometric distance.
         extinction_curvature: fit a second-order extinction term per band, A = A₁ + c A₁²
             with A₁ = E R(θ) and prior c ~ N(0, 0.1²) (the paper's A is linear in E).
-        reddening_scale: after each reddening update, move the network and the
-            reddenings along their exact degeneracy E′ → u E′ (+ v E′²), R → R/u to where
-            the catalogue's reddening prior holds on average (:func:`reddening_rescaling`).
     """
 
-    method: str = "latent_theta"
+    method: str = "deconvolved"
     seed: int = 0
     split: tuple[float, float, float] = (0.7, 0.2, 0.1)
     n_iterations: int = 20
@@ -87,7 +81,6 @@ class TrainConfig:
     learning_rate: float = 1e-2
     extinction_learning_rate: float | None = 1e-3
     lr_decay: float = 5.0
-    theta_learning_rate: float = 0.05
     max_ebv_err_first: float = 0.2
     chi2_start: float = 100.0
     chi2_end: float = 5.0
@@ -107,10 +100,9 @@ class TrainConfig:
     init_bias_from_data: bool = True
     parallax: str = "linearized"
     extinction_curvature: bool = True
-    reddening_scale: bool = True
     theta_density_components: int = 12
     posterior_components: int = 2
-    profile_reddening: bool = False
+    profile_reddening: bool = True
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -129,11 +121,6 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.parallax must be one of {PARALLAX_MODES}, not {self.parallax!r}"
             )
-        if self.profile_reddening and self.reddening_scale:
-            raise ConfigError(
-                "TrainConfig.profile_reddening fits the reddenings' scale with the network; "
-                "set reddening_scale=False with it"
-            )
         if self.dtype not in ("float32", "float64"):
             raise ConfigError("TrainConfig.dtype must be 'float32' or 'float64'")
         lrs = (self.learning_rate, self.extinction_learning_rate)
@@ -146,10 +133,11 @@ class TrainConfig:
     @classmethod
     def paper(cls, **changes) -> TrainConfig:
         """The paper's procedure (§4, the released model): M at θ̂, inverted parallaxes,
-        linear extinction, no rescaling step, λ_s = 1e-4, one learning rate 1e-3;
+        linear extinction, the network fitted at each iteration's E′, λ_s = 1e-4, one
+        learning rate 1e-3;
         ``changes`` set any other field."""
         base = dict(method="paper", parallax="inverted", extinction_curvature=False,
-                    reddening_scale=False, l2_stellar=1e-4, learning_rate=1e-3,
+                    profile_reddening=False, l2_stellar=1e-4, learning_rate=1e-3,
                     extinction_learning_rate=None)  # fmt: skip
         return cls(**{**base, **changes})
 

@@ -30,8 +30,7 @@ class Frozen(NamedTuple):
     stars_train: StarData
     stars_val: StarData
     stars_fit: StarData  # the SVI's stars: stars_train, or (n_train, L) components
-    W_fit: object  # (n_train, n_bands, 5) of the SVI (latent θ: no J C_θ Jᵀ), or a
-    # ReddeningProfile (profile_reddening: no σ_E² R Rᵀ, and the reddening prior)
+    W_fit: object  # the SVI's frozen terms (bayesdsm.likelihood.chi2_frozen)
     W_train: np.ndarray  # (n_train, n_bands, 5) marginal, at θ̂ (the reported losses)
     W_val: np.ndarray  # (n_val, n_bands, 5) marginal, at θ̂
 
@@ -62,7 +61,6 @@ def _learning_rates(config: TrainConfig, k: int) -> dict[str, float]:
     return {
         "weights": lr,
         "extinction": lr if ext is None else decayed(config, ext, k),
-        "theta": decayed(config, config.theta_learning_rate, k),
     }
 
 
@@ -90,7 +88,7 @@ def run_epochs(run: Run, state: TrainState, frozen: Frozen, active: Active):
         padded = np.concatenate([batches, np.repeat(batches[-1:], n_rows - n_steps, axis=0)])
         new_state, losses, bad = run_steps(
             fitter.svi, svi_state, jnp.asarray(padded), jnp.asarray(n_steps, jnp.int32), data,
-            (fitter.template,), n_total, static_kwargs=(("n_plate", n_train),),
+            (fitter.template,), n_total,
         )  # fmt: skip
         if int(bad) >= 0:
             raise _non_finite(run.train_idx[batches[int(bad)]], k, e, int(bad))

@@ -8,7 +8,7 @@ An iteration k (:func:`_iteration`):
    training stars, the learning rates decayed as ``exp(-k / lr_decay)``;
 3. :func:`_rebuild`: the parallax terms (``parallax="linearized"``), the reddening update
    (Eq. 8–9, prior at the catalogue's (Ê, σ₀), clipped and floored), the rebuilt
-   covariances and χ², and the reddening scale step (``reddening_scale``);
+   covariances and χ²;
 4. :func:`_exclude_and_record`: exclude from the next iteration every star with χ²/dof
    above :func:`~bayesdsm.train.chi2_threshold` (iteration 0 instead excludes σ_E > 0.2)
    and record the iteration.
@@ -39,10 +39,8 @@ from bayesdsm.train._passes import (
     rebuild,
     whitening,
 )
-from bayesdsm.train._reddening import rescale_reddening
 from bayesdsm.train._result import TrainResult, held_out_summary, percentiles, validity
 from bayesdsm.train._setup import Run, start
-from bayesdsm.train._svi import latent_theta
 
 __all__ = ["train"]
 
@@ -57,7 +55,6 @@ class _Rebuilt(NamedTuple):
     ebv_err: np.ndarray
     chi2: np.ndarray
     R: np.ndarray  # (N, n_bands)
-    rescaling: tuple[float, float]  # (u, v) of the reddening scale step
 
 
 def train(
@@ -146,11 +143,6 @@ def _result(run: Run, state: TrainState, cat, training_hash: str) -> TrainResult
         summary = held_out_summary(state.chi2_dof, run.split, dof(stars))
         history[-1] = {**history[-1], "test": summary}
     use = train_idx[~state.excluded[train_idx]]
-    theta_latent = None
-    if run.config.method == "latent_theta":
-        theta_latent = np.full((len(cat), 3), np.nan)
-        z = run.fitter.latent_z(state.svi_state)
-        theta_latent[train_idx] = latent_theta(take(stars, train_idx), z)
     return TrainResult(
         emulator=run.fitter.emulator(state.svi_state),
         history=history,
@@ -162,7 +154,6 @@ def _result(run: Run, state: TrainState, cat, training_hash: str) -> TrainResult
         split=run.split,
         config=run.config,
         training_hash=training_hash,
-        theta_latent=theta_latent,
     )
 
 
@@ -203,7 +194,7 @@ def _iteration(run: Run, state: TrainState, stars_cur: StarData, cache: dict):
         eval_loss(emu, frozen.stars_train, frozen.W_train, ~active.excluded, run.config),
         eval_loss(emu, frozen.stars_val, frozen.W_val, val_keep, run.config),
     )
-    rebuilt = _rebuild(run, state, svi_state, stars_cur, active, cache)
+    rebuilt = _rebuild(run, state, svi_state, stars_cur, cache)
     times = (t1 - t0, time.perf_counter() - t1)
     new = _exclude_and_record(run, state, active, rebuilt, losses, times)
     return new, _with_state(run.stars, new)
@@ -212,10 +203,12 @@ def _iteration(run: Run, state: TrainState, stars_cur: StarData, cache: dict):
 def _freeze_covariances(run: Run, state: TrainState, stars_cur, cache: dict) -> Frozen:
     """Step 1: the frozen covariances of the training and validation stars.
 
-    The marginal ones (at θ̂) serve the reported losses; the SVI's are the same for the
-    paper's method and, for ``latent_theta``, those at each star's latent θ without the
-    J C_θ Jᵀ term. After iteration 0 they are the previous rebuild's (same network, same
-    E′); after a resume that rebuild is repeated (same jitted pass and inputs: same bits).
+    The marginal ones (at θ̂, or the posterior θ's mean for ``deconvolved``) serve the
+    reported losses; the SVI's (:func:`_fit_terms`) are the same, or with
+    ``profile_reddening`` without the σ_E² R Rᵀ term and with the reddening prior, and for
+    ``deconvolved`` one per posterior component. After iteration 0 they are the previous
+    rebuild's (same network, same E′); after a resume that rebuild is repeated (same
+    jitted pass and inputs: same bits).
     """
     k, chunk = state.iteration, run.config.chunk_size
     emu = run.fitter.emulator(state.svi_state)
@@ -230,31 +223,33 @@ def _freeze_covariances(run: Run, state: TrainState, stars_cur, cache: dict) -> 
         cache.clear()
     n_train = run.train_idx.size
     stars_train = take(stars_cur, run.train_idx)
-    W_fit = W_eval[:n_train]
-    profile = run.config.profile_reddening
-    if run.config.method == "latent_theta" and k > 0:
-        z = run.fitter.latent_z(state.svi_state)
-        theta_map = latent_theta(stars_train, z).astype(stars_train.mag.dtype)
-        no_jac = stars_train._replace(
-            theta=theta_map, theta_chol=np.zeros_like(stars_train.theta_chol)
-        )
-        W_fit = whitening(emu, no_jac, chunk, gradients=False, extinction=not profile)
-    elif profile and k > 0:
-        W_fit = whitening(emu, stars_train, chunk, gradients=True, extinction=False)
-    stars_fit = stars_train
+    stars_fit, W_fit = _fit_terms(run, emu, stars_train, W_eval[:n_train], k)
+    return Frozen(stars_train, take(stars_cur, run.val_idx), stars_fit, W_fit, W_eval[:n_train],
+                   W_eval[n_train:])  # fmt: skip
+
+
+def _fit_terms(run: Run, emu, stars_train: StarData, W_marginal, k: int):
+    """The SVI's stars and frozen terms (:func:`bayesdsm.likelihood.chi2_frozen`) of the
+    training stars at iteration k: W (the marginal ``W_marginal``), a
+    :class:`~bayesdsm.likelihood.ReddeningProfile` (``profile_reddening``), each within a
+    :class:`~bayesdsm.likelihood.ThetaMixture` over the posterior θ's components
+    (``deconvolved``, the stars then (n_train, L))."""
+    chunk, profile = run.config.chunk_size, run.config.profile_reddening
     if run.mixture is not None:
-        stars_fit, W_fit, log_w = mixture_terms(emu, stars_train, take(run.mixture, run.train_idx),
-                                                chunk, gradients=k > 0,
-                                                extinction=k > 0 and not profile)  # fmt: skip
+        mixture = take(run.mixture, run.train_idx)
+        stars_fit, W, log_w = mixture_terms(emu, stars_train, mixture, chunk, gradients=k > 0,
+                                            extinction=k > 0 and not profile)  # fmt: skip
+    elif profile and k > 0:
+        stars_fit = stars_train
+        W = whitening(emu, stars_train, chunk, gradients=True, extinction=False)
+    else:  # iteration 0's W has no R term
+        stars_fit, W = stars_train, W_marginal
     if profile:
         prior = take((run.stars.ebv, run.stars.ebv_err), run.train_idx)
         if run.mixture is not None:
             prior = tuple(np.repeat(p[:, None], log_w.shape[1], axis=1) for p in prior)
-        W_fit = ReddeningProfile(W_fit, *prior)
-    if run.mixture is not None:
-        W_fit = ThetaMixture(W_fit, log_w)
-    return Frozen(stars_train, take(stars_cur, run.val_idx), stars_fit, W_fit, W_eval[:n_train],
-                   W_eval[n_train:])  # fmt: skip
+        W = ReddeningProfile(W, *prior)
+    return stars_fit, (W if run.mixture is None else ThetaMixture(W, log_w))
 
 
 def _active_stars(run: Run, state: TrainState) -> Active:
@@ -274,10 +269,9 @@ def _active_stars(run: Run, state: TrainState) -> Active:
     return Active(excluded, rows, rule)
 
 
-def _rebuild(run: Run, state: TrainState, svi_state, stars_cur, active: Active, cache: dict):
+def _rebuild(run: Run, state: TrainState, svi_state, stars_cur, cache: dict):
     """Step 3: parallax terms, reddening update, covariances and χ² of every star at the
-    network of ``svi_state``, then the reddening scale step and a second rebuild (as a
-    resume would do it)."""
+    network of ``svi_state``."""
     config, chunk = run.config, run.config.chunk_size
     prior = (run.stars.ebv, run.stars.ebv_err)
     emu = run.fitter.emulator(svi_state)
@@ -293,14 +287,7 @@ def _rebuild(run: Run, state: TrainState, svi_state, stars_cur, active: Active, 
         stars = stars._replace(mu=plx[0], sigma_mu=plx[1], has_parallax=plx[2])
     ebv, ebv_err, cache["W"], chi, R = rebuild(emu, stars, *prior, run.consts, chunk)
     cache["iteration"] = state.iteration + 1
-    u, v = 1.0, 0.0
-    if config.reddening_scale:
-        use = run.train_idx[~active.excluded]
-        svi_state, u, v = rescale_reddening(run.fitter, svi_state, stars.theta, ebv, *prior, use,
-                                            config)  # fmt: skip
-        emu = run.fitter.emulator(svi_state)
-        ebv, ebv_err, cache["W"], chi, R = rebuild(emu, stars, *prior, run.consts, chunk)
-    return _Rebuilt(svi_state, emu, plx, ebv, ebv_err, chi, R, (u, v))
+    return _Rebuilt(svi_state, emu, plx, ebv, ebv_err, chi, R)
 
 
 def _exclude_and_record(run: Run, state, active: Active, new: _Rebuilt, losses, times):
@@ -331,7 +318,6 @@ def _exclude_and_record(run: Run, state, active: Active, new: _Rebuilt, losses, 
         "mean_R": [float(x) for x in new.R[train_idx].mean(axis=0)],
         "R_at_mean_theta": [float(x) for x in R0],
         "median_ebv_shift": float(np.median(new.ebv[train_idx] - prior_mean[train_idx])),
-        "reddening_rescaling": list(new.rescaling),
         "time_epochs_s": times[0],
         "time_rebuild_s": times[1],
     }

@@ -26,8 +26,6 @@ class TrainResult(NamedTuple):
         split: (N,) int8, 0 = train, 1 = validation, 2 = test.
         config: the :class:`~bayesdsm.train.TrainConfig` used.
         training_hash: SHA-256 of the training inputs and config.
-        theta_latent: (N, 3) MAP true θ of the training stars (method ``latent_theta``;
-            NaN elsewhere), or None.
     """
 
     emulator: Emulator
@@ -40,7 +38,6 @@ class TrainResult(NamedTuple):
     split: np.ndarray
     config: Any
     training_hash: str
-    theta_latent: np.ndarray | None
 
 
 def percentiles(x: np.ndarray) -> dict[str, float]:

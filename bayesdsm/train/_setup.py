@@ -70,6 +70,12 @@ def start(cat, config: TrainConfig, progress: bool, cut_report):
     n = len(cat)
     train_idx, val_idx, test_idx = split_indices(n, config)
     _check_inputs(cat, stars, train_idx, cut_report)
+    if np.all(stars.ebv_err[train_idx] > config.max_ebv_err_first):
+        raise TrainingError(
+            f"iteration 0: all {train_idx.size} training stars are excluded by the rule "
+            f"max_ebv_err_first (σ_E > {config.max_ebv_err_first:g}); the reddening "
+            "prior errors are too large (or missing: σ_E = 10 means no prior)"
+        )
     mixture = None
     if config.method == "deconvolved":
         stars, mixture = _posterior_theta(cat, stars, train_idx, config)
@@ -79,20 +85,14 @@ def start(cat, config: TrainConfig, progress: bool, cut_report):
     init_emu = _initial_emulator(
         jax.random.fold_in(base_key, 1_000_003), stars, train_idx, config, cat.bands, dtype
     )
-    if np.all(stars.ebv_err[train_idx] > config.max_ebv_err_first):
-        raise TrainingError(
-            f"iteration 0: all {train_idx.size} training stars are excluded by the rule "
-            f"max_ebv_err_first (σ_E > {config.max_ebv_err_first:g}); the reddening "
-            "prior errors are too large (or missing: σ_E = 10 means no prior)"
-        )
     n_train = train_idx.size
-    svi = make_svi(config.method, config.regularization, config.theta_learning_rate, n_train)
+    svi = make_svi(config.regularization)
     first = np.arange(min(config.batch_size, n_train), dtype=np.int32)
     state = init_state(
         svi, jax.random.fold_in(base_key, 2), init_emu, take(stars, train_idx[first]),
         jnp.zeros((first.size, len(cat.bands), 5), dtype), jnp.asarray(first),
         init_params=_initial_params(init_emu, n_train, config, dtype),
-        n_total=n_train, n_plate=n_train,
+        n_total=n_train,
     )  # fmt: skip
     meta = {
         "training_hash": hash_inputs(stars, config, cat.bands),
@@ -116,14 +116,13 @@ def _posterior_theta(cat, stars: StarData, train_idx, config: TrainConfig):
     from bayesdsm.deconvolve import fit_theta_density, posterior_components, posterior_moments
 
     theta, cov = np.asarray(cat.theta, np.float64), np.asarray(cat.theta_cov, np.float64)
+    # at least 10 training stars per component: fewer components for a small catalogue
+    n_comp = max(1, min(config.theta_density_components, train_idx.size // 10))
     density = fit_theta_density(
-        theta[train_idx],
-        cov[train_idx],
-        n_components=config.theta_density_components,
-        seed=config.seed,
+        theta[train_idx], cov[train_idx], n_components=n_comp, seed=config.seed
     )
     mean, post_cov = posterior_moments(density, theta, cov)
-    w, m, S = posterior_components(density, theta, cov, config.posterior_components)
+    w, m, S = posterior_components(density, theta, cov, min(config.posterior_components, n_comp))
     dtype = stars.mag.dtype
     stars = stars._replace(
         theta=mean.astype(dtype), theta_chol=np.linalg.cholesky(post_cov).astype(dtype)
@@ -133,15 +132,13 @@ def _posterior_theta(cat, stars: StarData, train_idx, config: TrainConfig):
 
 
 def _initial_params(init_emu, n_train: int, config: TrainConfig, dtype) -> dict:
-    """The SVI's starting values: the initial network's weights and zero latent offsets."""
+    """The SVI's starting values: the initial network's weights."""
     fitted = weight_priors(init_emu, n_train, config.regularization)
     params = {
         f"{name}_auto_loc": jnp.asarray(value, dtype)
         for name, value in emulator_arrays(init_emu).items()
         if name in fitted
     }
-    if config.method == "latent_theta":
-        params["theta_z_auto_loc"] = jnp.zeros((n_train, 3), dtype)
     return params
 
 

@@ -2,11 +2,10 @@
 
 The guide is :class:`~numpyro.infer.autoguide.AutoDelta` (the fit is a MAP, Eq. 15). The
 optimiser is one Adam per parameter group (the stellar network's weights, the extinction
-layer, the latent θ offsets), each wrapped in :func:`optax.inject_hyperparams` so that
+layer), each wrapped in :func:`optax.inject_hyperparams` so that
 the driver sets the learning rates of every iteration in the optimiser state
-(:func:`set_learning_rates`). Parameters are set through public API only:
-:meth:`~numpyro.infer.SVI.init`'s ``init_params`` at the start, and
-:func:`optax.tree_utils.tree_set` on the state in between (:func:`with_params`).
+(:func:`set_learning_rates`, with :func:`optax.tree_utils.tree_set`). The starting
+weights are set through :meth:`~numpyro.infer.SVI.init`'s ``init_params``.
 
 :func:`init_state` and :func:`run_steps` are generic (any model and guide whose
 arguments end with the stars' rows); :mod:`bayesdsm.epistemic` uses them too.
@@ -19,85 +18,59 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import numpyro
 import optax
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta
 from numpyro.infer.initialization import init_to_uniform
-from optax.tree_utils import NamedTupleKey, tree_get_all_with_path, tree_set
+from optax.tree_utils import tree_get_all_with_path, tree_set
 
 from bayesdsm._util import take
 from bayesdsm.emulator import Emulator
-from bayesdsm.emulator_model import (
-    RegularizationConfig,
-    emulator_from_params,
-    emulator_model,
-    latent_theta_model,
-)
+from bayesdsm.emulator_model import RegularizationConfig, emulator_from_params, emulator_model
 from bayesdsm.errors import TrainingError
 
 __all__ = [
     "Fitter",
     "init_state",
-    "latent_theta",
     "make_svi",
     "param_group",
     "run_steps",
     "set_learning_rates",
-    "with_params",
 ]
 
 _LOC = "_auto_loc"
 
 
-def _paper_model(reg, template, stars, W, idx, *, n_total, n_plate):
-    del idx, n_plate  # the paper's model has no per-star parameters
+def _model(reg, template, stars, W, idx, *, n_total):
+    del idx  # no per-star parameters: the batch's rows are not needed
     emulator_model(template, stars, W, n_total=n_total, reg=reg)
 
 
-def _indexed_guide(guide, *args, **kwargs):
-    """``guide`` with the plate ``stars`` subsampled at the batch's rows (``args[3]``)."""
-    idx = args[3]
-    with numpyro.handlers.substitute(data={"stars": idx}):
-        return guide(*args, **kwargs)
-
-
 def param_group(name: str) -> str:
-    """Optimiser group of an SVI parameter: the latent θ offsets, the extinction layer
-    (R kernel, R bias, curvature) or the stellar network's weights."""
-    if name.startswith("theta_z"):
-        return "theta"
+    """Optimiser group of an SVI parameter: the extinction layer (R kernel, R bias,
+    curvature) or the stellar network's weights."""
     return "extinction" if name.startswith("R_") else "weights"
 
 
 @lru_cache(maxsize=8)
-def make_svi(method: str, reg: RegularizationConfig, theta_lr: float, n_plate: int) -> SVI:
-    """The SVI (model, guide, optimiser) of ``method``; cached, so that runs with the same
-    settings reuse the compiled epoch.
+def make_svi(reg: RegularizationConfig) -> SVI:
+    """The SVI (model, guide, optimiser) of the emulator fit; cached, so that runs with
+    the same penalties reuse the compiled epoch.
 
-    The model's arguments are ``(template, stars, W, idx)`` with keywords ``n_total``
-    and ``n_plate``; the emulator template (and so the θ normaliser) is traced.
-    ``n_plate`` is part of the key because the guide's prototype records the plate size.
+    The model's arguments are ``(template, stars, W, idx)`` with the keyword
+    ``n_total``; the emulator template (and so the θ normaliser) is traced. ``W`` is the
+    batch's frozen terms (:func:`bayesdsm.likelihood.chi2_frozen`).
     """
-    del n_plate
-    if method == "latent_theta":
-        model = partial(latent_theta_model, reg=reg)
-    else:  # "paper" and "deconvolved" (its mixture is in the frozen terms)
-        model = partial(_paper_model, reg)
+    model = partial(_model, reg)
     guide = AutoDelta(model, init_loc_fn=init_to_uniform)  # init_params replace its start
     optim = optax.multi_transform(
         {
             "weights": optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
             "extinction": optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
-            # no momentum: a star's offset is in one minibatch per epoch, and Adam's
-            # momentum would keep moving it (by ~10 learning rates) through the steps
-            # in which it has no gradient, a jitter that smooths M(θ) like θ̂'s noise
-            "theta": optax.inject_hyperparams(optax.adam)(learning_rate=theta_lr, b1=0.0),
         },
         lambda params: {k: param_group(k) for k in params},
     )
-    return SVI(model, partial(_indexed_guide, guide), optim, Trace_ELBO())
+    return SVI(model, guide, optim, Trace_ELBO())
 
 
 class Fitter(NamedTuple):
@@ -111,17 +84,6 @@ class Fitter(NamedTuple):
         params = self.svi.get_params(state)
         weights = {k[: -len(_LOC)]: v for k, v in params.items() if k.endswith(_LOC)}
         return emulator_from_params(self.template, weights)
-
-    def latent_z(self, state) -> np.ndarray:
-        """The training stars' whitened latent offsets z (n_train, 3) in ``state``."""
-        return np.asarray(self.svi.get_params(state)["theta_z" + _LOC], np.float64)
-
-
-def latent_theta(stars, z) -> np.ndarray:
-    """The latent θ = θ̂ + L z (n, 3) of ``stars`` (their θ̂ and its prior's Cholesky
-    factor L) at whitened offsets z (n, 3), as in
-    :func:`~bayesdsm.emulator_model.latent_theta_model`."""
-    return stars.theta + np.einsum("nij,nj->ni", stars.theta_chol, z)
 
 
 def init_state(svi: SVI, key, *args, init_params=None, **static_kwargs):
@@ -139,7 +101,7 @@ def _init_jit(svi, key, args, init_params, static_kwargs):
 
 def set_learning_rates(state, rates: dict[str, float]):
     """``state`` with the Adam learning rate of each optimiser group in ``rates``
-    (``{"weights": …, "extinction": …, "theta": …}``) replaced; moments and step counts
+    (``{"weights": …, "extinction": …}``) replaced; moments and step counts
     carry over. Groups are the keys of :func:`optax.multi_transform`'s state."""
     for group, value in rates.items():
 
@@ -150,24 +112,6 @@ def set_learning_rates(state, rates: dict[str, float]):
         if more:
             raise TrainingError(f"internal: optimiser group {group!r} has several learning rates")
         state = tree_set(state, in_group, learning_rate=jnp.asarray(value, old.dtype))
-    return state
-
-
-def _is_param(path, _value) -> bool:
-    """A parameter itself, not an optimiser statistic of it: Adam's moments (which share
-    the parameters' names) sit in optax's state NamedTuples, the parameters outside them."""
-    return sum(isinstance(k, NamedTupleKey) for k in path) == 1  # SVIState.optim_state
-
-
-def with_params(state, values: dict):
-    """``state`` with the (unconstrained) parameters in ``values`` replaced, cast to
-    their dtype; the optimiser's moments and step count carry over."""
-    for name, value in values.items():
-        found = tree_get_all_with_path(state, name, _is_param)
-        if len(found) != 1:
-            raise TrainingError(f"internal: {len(found)} parameters named {name!r} in the state")
-        dtype = found[0][1].dtype
-        state = tree_set(state, _is_param, **{name: jnp.asarray(value, dtype)})
     return state
 
 

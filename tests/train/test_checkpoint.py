@@ -43,10 +43,10 @@ def test_linearized_parallax_takes_every_parallax_and_resumes(cat, run, tmp_path
     assert any(not np.array_equal(np.asarray(a[k]), np.asarray(inv[k])) for k in a)
 
 
-def test_reddening_scale_resumes_bit_for_bit(cat, tmp_path):
-    # the paper's method with the scale step (the default method's resume is tested above)
+def test_paper_procedure_resumes_bit_for_bit(cat, tmp_path):
+    # the paper's method at E′ (the default's resume is tested above)
     cfg = TrainConfig.paper(n_iterations=2, epochs=1, batch_size=64, seed=3, chunk_size=512,
-                            reddening_scale=True, extinction_curvature=True)  # fmt: skip
+                            extinction_curvature=True)  # fmt: skip
     ckpt = tmp_path / "rs.npz"
     train(cat, cfg, checkpoint=ckpt, stop_after=1)
     assert_same_fit(train(cat, cfg, checkpoint=ckpt, resume=True), train(cat, cfg))

@@ -47,16 +47,16 @@ def test_paper_defaults():
 def test_paper_procedure_by_name():
     c = TrainConfig.paper()
     assert (c.method, c.parallax) == ("paper", "inverted")
-    assert not c.extinction_curvature and not c.reddening_scale and c.l2_stellar == 1e-4
+    assert not c.extinction_curvature and not c.profile_reddening and c.l2_stellar == 1e-4
     assert c.learning_rate == 1e-3 and c.extinction_learning_rate is None
     assert TrainConfig.paper(seed=4).seed == 4
     d = TrainConfig()  # the defaults go beyond the paper (BENCHMARKS.md, issue 4)
-    assert (d.method, d.parallax) == ("latent_theta", "linearized")
-    assert d.extinction_curvature and d.reddening_scale
+    assert (d.method, d.parallax) == ("deconvolved", "linearized")
+    assert d.extinction_curvature and d.profile_reddening
 
 
 def test_config_round_trip():
-    c = TrainConfig(method="latent_theta", hidden=(16, 8), n_iterations=3)
+    c = TrainConfig(method="paper", hidden=(16, 8), n_iterations=3, posterior_components=3)
     assert from_json(TrainConfig, to_json(c)) == c
     assert from_toml(TrainConfig, to_toml(c)) == c
 

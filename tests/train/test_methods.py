@@ -1,6 +1,6 @@
 """Training's θ and reddening treatments: ``method="deconvolved"`` (regression calibration
-under a deconvolved θ density) and ``profile_reddening`` (each star's E profiled out with
-its prior in the network's objective)."""
+under a deconvolved θ density; the default, as TINY's) and ``profile_reddening`` (each
+star's E profiled out with its prior in the network's objective; the default)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bayesdsm.errors import ConfigError
-from bayesdsm.train import TrainConfig, train
+from bayesdsm.train import train
 from bayesdsm.train._setup import start
 
 from ._toy import TINY, toy_catalog
@@ -47,20 +46,14 @@ def test_deconvolved_stars_sit_at_their_posterior_theta(wide):
 
 @pytest.mark.parametrize("profile", [False, True], ids=["at_E", "profiled"])
 def test_deconvolved_training_runs(wide, profile):
-    cfg = dataclasses.replace(DECONVOLVED, profile_reddening=profile, reddening_scale=not profile)
+    cfg = dataclasses.replace(DECONVOLVED, profile_reddening=profile)
     res = train(wide, cfg)
     assert len(res.history) == cfg.n_iterations
     assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in res.history)
-    assert res.theta_latent is None
 
 
-def test_profiled_training_runs(cat):
-    cfg = dataclasses.replace(TINY, profile_reddening=True, reddening_scale=False)
+@pytest.mark.parametrize("profile", [False, True], ids=["at_E", "profiled"])
+def test_paper_method_runs(cat, profile):
+    cfg = dataclasses.replace(TINY, method="paper", profile_reddening=profile)
     res = train(cat, cfg)
     assert all(np.isfinite(h["val_loss"]) for h in res.history)
-    assert all(h["reddening_rescaling"] == [1.0, 0.0] for h in res.history)
-
-
-def test_profile_and_rescaling_exclude_each_other():
-    with pytest.raises(ConfigError, match="reddening_scale=False"):
-        TrainConfig(profile_reddening=True)
