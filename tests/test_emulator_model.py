@@ -92,5 +92,3 @@ def test_curvature_is_a_weight_only_when_fitted(key):
     assert fitted["R_curvature"].event_shape == (emu.n_bands,)
     # Appendix B: |c_G| ≈ 0.04 per mag, so a width of 0.1
     np.testing.assert_allclose(fitted["R_curvature"].base_dist.scale, 0.1)
-
-
