@@ -21,7 +21,6 @@ and SVI with :class:`~numpyro.infer.autoguide.AutoDelta` is exactly the paper's 
 ``posterior_scale`` multiplies the whole log density (a temperature); MAP is unchanged.
 With ``posterior_scale = n_bands / 2`` the likelihood becomes the Gaussian exp(-χ²/2),
 which is what a variational guide for weight uncertainty should use.
-
 """
 
 from __future__ import annotations
@@ -113,9 +112,11 @@ def emulator_model(
     Args:
         template: an emulator giving the architecture, dtype and θ normaliser.
         stars: :class:`~bayesdsm.likelihood.StarData` of the batch (stars on axis 0).
-        W: (batch, n_bands, 5) whitened frozen covariances of the batch, or a
-            :class:`~bayesdsm.likelihood.ReddeningProfile` of the batch (each star's
-            reddening profiled out with its prior, :func:`~bayesdsm.likelihood.chi2_profiled`).
+        W: the batch's frozen terms (:func:`~bayesdsm.likelihood.chi2_frozen`): the
+            (batch, n_bands, 5) whitened covariances, a
+            :class:`~bayesdsm.likelihood.ReddeningProfile` (each star's reddening profiled
+            out with its prior) or a :class:`~bayesdsm.likelihood.ThetaMixture` (a mixture
+            over each star's posterior θ; ``stars`` then (batch, L)).
         n_total: N, the number of training stars (the batch is scaled by N / batch).
         reg: penalties.
         posterior_scale: temperature multiplying the whole log density.

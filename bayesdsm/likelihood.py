@@ -332,9 +332,8 @@ def chi2_profiled(emu: Emulator, star: StarData, frozen: ReddeningProfile):
     """
     m, s = model_magnitudes(emu, star.theta, star.ebv)
     r = residual(m + (frozen.prior_mean - star.ebv) * s, star)
-    # residual() is affine in the model: its linear part applied to s
-    s_r = residual(s, star._replace(mag=jnp.zeros_like(star.mag), mu=jnp.zeros_like(star.mu)))
-    s_r = -s_r
+    # residual() is affine in the model: minus its linear part, applied to s
+    s_r = -residual(s, star._replace(mag=jnp.zeros_like(star.mag), mu=jnp.zeros_like(star.mu)))
     dinv = star.mask / star.mag_err**2
     W = frozen.W
     wr, ws = W.T @ r, W.T @ s_r
@@ -347,9 +346,8 @@ def chi2_profiled(emu: Emulator, star: StarData, frozen: ReddeningProfile):
 class ThetaMixture(NamedTuple):
     """One star's likelihood as a mixture over the components of its posterior θ.
 
-    The star's :class:`StarData` then carries a leading axis of L components (θ = each
-    component's mean, ``theta_chol`` its covariance's Cholesky factor, the rest
-    repeated), and
+    The star's :class:`StarData` then carries a leading axis of L components: θ is each
+    component's mean, ``theta_chol`` its covariance's Cholesky factor, the rest repeated.
 
     Attributes:
         frozen: (L, …) each component's frozen covariance (a whitening W or a
