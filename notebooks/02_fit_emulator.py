@@ -77,9 +77,10 @@ if SMALL and len(cat) > 3000:
 # ## 2. The §4 fit
 #
 # `TrainConfig()` follows the paper's schedule: a 70/20/10 split, 20 iterations × 25
-# epochs of Adam with learning rate ∝ e^(−k/5), batches of 1024, the χ²/dof outlier
+# epochs of Adam with learning rate ∝ e^(−k/5), the χ²/dof outlier
 # threshold falling from 100 to 5 by iteration 15. By default bayesdsm goes beyond the
-# paper where its simulated-survey benchmarks say it pays (BENCHMARKS.md): the stellar
+# paper where its simulated-survey benchmarks say it pays (BENCHMARKS.md): batches of
+# 256 rather than 1024 (4× the steps per epoch), the stellar
 # network starts at learning rate 1e-2 (the paper's 1e-3 leaves it short of converged in
 # 20 × 25 epochs), the extinction layer at the paper's 1e-3; the θ̂ errors are treated by
 # regression calibration (`method="deconvolved"`: each star's likelihood is a mixture

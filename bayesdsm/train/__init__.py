@@ -6,7 +6,8 @@ One iteration k = 0 … n_iterations-1:
    the previous iteration's network), as whitening matrices W
    (:func:`bayesdsm.likelihood.frozen_whitening`);
 2. run ``epochs`` epochs of SVI (:class:`~numpyro.infer.autoguide.AutoDelta`, Adam with
-   learning rate ``lr · exp(-k / lr_decay)``, batch 1024) on the *active* training stars.
+   learning rate ``lr · exp(-k / lr_decay)``, batch 256; the paper's 1024) on the *active*
+   training stars.
    The model is :func:`bayesdsm.emulator_model.emulator_model`, so minimising -log p is the
    paper's Eq. 15 loss. Each epoch is one ``jax.lax.scan`` over pre-permuted minibatches;
    the last, partial batch is filled up with stars from the start of the same permutation;

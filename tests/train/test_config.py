@@ -39,7 +39,8 @@ def test_learning_rate_schedule():
 
 def test_paper_defaults():
     c = TrainConfig()
-    assert (c.n_iterations, c.epochs, c.batch_size) == (20, 25, 1024)
+    assert (c.n_iterations, c.epochs, c.batch_size) == (20, 25, 256)
+    assert TrainConfig.paper().batch_size == 1024
     assert c.split == (0.7, 0.2, 0.1) and c.max_ebv_err_first == 0.2
     assert c.ebv_range == (0.0, 10.0) and (c.ebv_err_floor, c.ebv_err_frac) == (0.02, 0.1)
 
