@@ -23,7 +23,13 @@ from scipy.special import logsumexp
 
 from bayesdsm.errors import TrainingError
 
-__all__ = ["ThetaDensity", "fit_theta_density", "posterior_components", "posterior_moments"]
+__all__ = [
+    "ThetaDensity",
+    "fit_theta_density",
+    "posterior",
+    "posterior_components",
+    "posterior_moments",
+]
 
 _CHUNK = 2048  # stars per chunk: (6, K, chunk) arrays stay in cache
 _IJ = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])  # a symmetric 3x3's 6 entries
@@ -86,8 +92,8 @@ def _chunks(theta, cov, ok):
         yield rows, theta[rows], cov[rows]
 
 
-def posterior_components(density: ThetaDensity, theta, cov, n_keep: int):
-    """The n_keep largest-weight components of each star's posterior p(θ | θ̂).
+def posterior(density: ThetaDensity, theta, cov, n_keep: int):
+    """Each star's posterior p(θ | θ̂) = Σ_k w_k N(m_k, S_k), in one pass over the stars.
 
     Args:
         density: the population density of θ.
@@ -96,36 +102,40 @@ def posterior_components(density: ThetaDensity, theta, cov, n_keep: int):
         n_keep: components kept per star, 1 ≤ n_keep ≤ K.
 
     Returns:
-        weights (n, n_keep) renormalised to 1, means (n, n_keep, 3), covs
-        (n, n_keep, 3, 3), float64, by weight (descending); NaN where θ̂ or C is not finite.
+        ((mean (n, 3), covariance (n, 3, 3)) of the whole mixture, moment-matched;
+        (weights (n, n_keep) renormalised to 1, means (n, n_keep, 3), covs
+        (n, n_keep, 3, 3)) of its n_keep largest components by weight, descending),
+        float64; NaN where θ̂ or C is not finite.
     """
     theta, cov, ok = _check(theta, cov)
     K, n = len(density.weights), len(theta)
     if not 1 <= n_keep <= K:
         raise ValueError(f"n_keep must be in 1..{K} (the density's components); got {n_keep}")
+    mean, var = np.full(theta.shape, np.nan), np.full(cov.shape, np.nan)
     w, m, S = (np.full((n, n_keep, 3, 3)[:d], np.nan) for d in (2, 3, 4))
     for rows, x, C in _chunks(theta, cov, ok):
         logw, mk, Sk = _posterior_chunk(density, x, C)
+        wk = np.exp(logw)
+        mean[rows] = np.einsum("nk,nki->ni", wk, mk)
+        d = mk - mean[rows][:, None]
+        var[rows] = np.einsum("nk,nkij->nij", wk, Sk + d[..., :, None] * d[..., None, :])
         top = np.argsort(-logw, axis=1, kind="stable")[:, :n_keep]
         wk = np.exp(np.take_along_axis(logw, top, 1))
         w[rows] = wk / wk.sum(1, keepdims=True)
         m[rows] = np.take_along_axis(mk, top[..., None], 1)
         S[rows] = np.take_along_axis(Sk, top[..., None, None], 1)
-    return w, m, S
+    return (mean, var), (w, m, S)
+
+
+def posterior_components(density: ThetaDensity, theta, cov, n_keep: int):
+    """The n_keep largest-weight components of each star's posterior (:func:`posterior`)."""
+    return posterior(density, theta, cov, n_keep)[1]
 
 
 def posterior_moments(density: ThetaDensity, theta, cov):
-    """Mean (n, 3) and covariance (n, 3, 3) of each star's posterior Σ_k w_k N(m_k, S_k),
-    moment-matched; NaN where θ̂ or C is not finite."""
-    theta, cov, ok = _check(theta, cov)
-    mean, var = np.full(theta.shape, np.nan), np.full(cov.shape, np.nan)
-    for rows, x, C in _chunks(theta, cov, ok):
-        logw, mk, Sk = _posterior_chunk(density, x, C)
-        w = np.exp(logw)
-        mean[rows] = np.einsum("nk,nki->ni", w, mk)
-        d = mk - mean[rows][:, None]
-        var[rows] = np.einsum("nk,nkij->nij", w, Sk + d[..., :, None] * d[..., None, :])
-    return mean, var
+    """Mean (n, 3) and covariance (n, 3, 3) of each star's posterior, moment-matched
+    (:func:`posterior`)."""
+    return posterior(density, theta, cov, 1)[0]
 
 
 def _em_step(w, mu, V, x, C):

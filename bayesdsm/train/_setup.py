@@ -113,7 +113,7 @@ def start(cat, config: TrainConfig, progress: bool, cut_report):
 def _posterior_theta(cat, stars: StarData, train_idx, config: TrainConfig):
     """(stars at their posterior θ's mean and covariance, the posterior's largest
     components) under the training stars' deconvolved θ density."""
-    from bayesdsm.deconvolve import fit_theta_density, posterior_components, posterior_moments
+    from bayesdsm.deconvolve import fit_theta_density, posterior
 
     theta, cov = np.asarray(cat.theta, np.float64), np.asarray(cat.theta_cov, np.float64)
     # at least 10 training stars per component: fewer components for a small catalogue
@@ -121,8 +121,8 @@ def _posterior_theta(cat, stars: StarData, train_idx, config: TrainConfig):
     density = fit_theta_density(
         theta[train_idx], cov[train_idx], n_components=n_comp, seed=config.seed
     )
-    mean, post_cov = posterior_moments(density, theta, cov)
-    w, m, S = posterior_components(density, theta, cov, min(config.posterior_components, n_comp))
+    n_keep = min(config.posterior_components, n_comp)
+    (mean, post_cov), (w, m, S) = posterior(density, theta, cov, n_keep)
     dtype = stars.mag.dtype
     stars = stars._replace(
         theta=mean.astype(dtype), theta_chol=np.linalg.cholesky(post_cov).astype(dtype)
