@@ -72,7 +72,9 @@ __all__ = [
     "blackbody_flam",
     "dust_law",
     "band_extinction",
+    "band_extinction_grid",
     "band_R",
+    "band_R_grid",
     "delta_R_over_R",
     "extinction_nonlinearity",
     "nonlinearity_coefficient",
@@ -292,6 +294,45 @@ def band_extinction(
     w = _weights(pb, teff, source)
     att = 10.0 ** (-0.4 * ebv[..., None] * k)
     return -2.5 * np.log10(_mean(w, att, pb.wavelength))
+
+
+def _grid_weights(pb: Passband, teff, source) -> np.ndarray:
+    """(n_T, n_λ) photon weights × the trapezoid rule's weight of each wavelength, so that
+    ``w @ y`` is ∫ S_λ T λ y dλ on the passband grid (the same rule as :func:`_trapezoid`)."""
+    dx = np.diff(pb.wavelength)
+    trap = np.concatenate([dx, [0.0]]) / 2 + np.concatenate([[0.0], dx]) / 2
+    return _weights(pb, np.ravel(np.asarray(teff, float)), source) * trap
+
+
+def band_extinction_grid(
+    teff, ebv, band, *, law="F99", r_v=3.1, source: Callable | None = None
+) -> np.ndarray:
+    """:func:`band_extinction` on the outer grid ``teff`` × ``ebv`` × ``r_v``, for tables.
+
+    The same integral, by one matrix product per R_V (the photon weights are computed once).
+    ``teff`` [K] and ``ebv`` are 1-D; the shape is ``(len(teff), len(ebv))`` for a scalar
+    ``r_v`` and ``(len(teff), len(ebv), len(r_v))`` for a 1-D one.
+    """
+    pb = passband(band)
+    w = _grid_weights(pb, teff, source)
+    e = np.ravel(np.asarray(ebv, float))[:, None]
+    rvs = np.atleast_1d(np.asarray(r_v, float))
+    out = np.empty((len(w), len(e), len(rvs)))
+    for j, rv in enumerate(rvs):
+        att = 10.0 ** (-0.4 * e * dust_law(pb.wavelength, law=law, r_v=rv))  # (n_E, n_λ)
+        out[..., j] = -2.5 * np.log10((w @ att.T) / w.sum(-1, keepdims=True))
+    return out if np.ndim(r_v) else out[..., 0]
+
+
+def band_R_grid(teff, band, *, law="F99", r_v=3.1, source=None) -> np.ndarray:
+    """:func:`band_R` on the outer grid ``teff`` × ``r_v``: shape ``(len(teff), len(r_v))``
+    (``(len(teff),)`` for a scalar ``r_v``), the photon weights computed once."""
+    pb = passband(band)
+    w = _grid_weights(pb, teff, source)
+    rvs = np.atleast_1d(np.asarray(r_v, float))
+    k = np.stack([dust_law(pb.wavelength, law=law, r_v=rv) for rv in rvs])  # (n_RV, n_λ)
+    out = (w @ k.T) / w.sum(-1, keepdims=True)
+    return out if np.ndim(r_v) else out[:, 0]
 
 
 def band_R(teff, band, *, law="F99", r_v: float = 3.1, source=None) -> np.ndarray:

@@ -62,6 +62,19 @@ KURUCZ_G = {  # (log g, Teff): (dA_G/dA0, c2/R²)
 }
 
 
+def test_grid_integrals_match_the_one_star_ones():
+    teff, ebv, rvs = np.array([3500.0, 5800.0, 12000.0]), np.array([0.1, 1.5]), [2.5, 4.2]
+    for band in ("G", "g", "W2"):
+        a = th.band_extinction_grid(teff, ebv, band, r_v=rvs)
+        assert a.shape == (3, 2, 2)
+        for j, rv in enumerate(rvs):
+            ref = th.band_extinction(teff[:, None], ebv[None], band, r_v=rv)
+            np.testing.assert_allclose(a[..., j], ref, rtol=1e-12)
+            np.testing.assert_allclose(th.band_R_grid(teff, band, r_v=rv),
+                                       th.band_R(teff, band, r_v=rv), rtol=1e-12)  # fmt: skip
+        assert th.band_extinction_grid(teff, ebv, band).shape == (3, 2)
+
+
 def test_delta_R_over_R_gaia_G_against_paper():
     d = th.delta_R_over_R(T_PAPER, "G")
     ptp = {b: np.ptp(th.delta_R_over_R(T_PAPER, b)) for b in ("G", "BP", "RP", "g")}
