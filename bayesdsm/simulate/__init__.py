@@ -7,13 +7,23 @@ a :class:`bayesdsm.catalog.Catalog` whose ``extra`` holds the noise-free truth:
 * ``true_teff, true_logg, true_feh`` (θ), ``true_mass`` [Msun], ``true_log_age`` [log10 yr],
   ``true_population`` (thin/thick/halo);
 * ``true_M_<band>`` absolute magnitudes (bayesdsm's photometric systems);
-* ``true_R_<band>`` = A_band/E in the low-extinction limit (E = 0.01); ``true_A_<band>`` the
-  extinction actually applied (nonlinear in E for the MIST truth);
-* ``true_mu`` distance modulus, ``true_ebv`` E to the star (SFD scale), ``true_av`` = ratio·E,
-  ``true_ebv_column`` the full SFD-like column; ``ebv_source`` (sfd/bayestar/none).
+* ``true_R_<band>`` = A_band/E in the low-extinction limit (E = 0.01) at the star's own
+  R(V); ``true_A_<band>`` the extinction actually applied (nonlinear in E for the MIST
+  truth); ``true_dR_dRV_<band>`` = ∂A_band/∂R(V) per unit E at E → 0 at the star's θ and R(V);
+* ``true_RV`` the star's R(V), ``true_RV_field`` its sight line's;
+* ``true_mu`` distance modulus, ``true_ebv`` E to the star (SFD scale), ``true_av`` =
+  ``av_per_ebv``·E·R(V)/3.1, ``true_ebv_column`` the full SFD-like column; ``ebv_source``
+  (sfd/bayestar/none).
 
 So ``m_true = true_M + true_mu + true_A``. E is on the SFD scale through A_V = ``av_per_ebv`` · E
-(default 3.1).
+(default 3.1) at R(V) = 3.1.
+
+**R(V).** Each field (sight line) draws R(V) ~ N(3.1, 0.18) and each star adds N(0, 0.05)
+(``SimConfig.rv_*``). The truths' extinction is R(V) = 3.1 only, so each band's A is the
+truth's times the passband × blackbody × F99 ratio A(R(V))/A(3.1) at the star's Teff and E
+(:mod:`._rv`, from :mod:`bayesdsm.passband_extinction`); E stays on the E(B-V) scale. With
+``rv_sigma = rv_star_sigma = 0`` (R(V) = 3.1) the survey is that of earlier versions, bit for
+bit: R(V) has its own random stream.
 
 **Truth.** By default :class:`StellarModelTruth`: MIST isochrones give (Teff, log g, [Fe/H],
 M_bol) and MIST bolometric corrections give M and the true A(A_V) (see
@@ -26,12 +36,14 @@ needed.
 declination range. Stars are drawn by rejection sampling from n(x)·φ(star) restricted to the
 volume where the star is visible, along the survey's fields (random sight lines).
 
-Modules: :mod:`._config` (settings), :mod:`._truth` (what stars look like), :mod:`._draw`
-(drawing stars in each survey's visible volume), :mod:`._survey` (observing them,
-:func:`simulate_survey`), :mod:`._io` (the command line and :func:`write_compact`).
+Modules: :mod:`._config` (settings), :mod:`._truth` (what stars look like), :mod:`._rv`
+(R(V) draws and each band's extinction at R(V)), :mod:`._draw` (drawing stars in each
+survey's visible volume), :mod:`._survey` (observing them, :func:`simulate_survey`),
+:mod:`._io` (the command line and :func:`write_compact`).
 
-Remake the bundled demo: ``python -m bayesdsm.simulate --n-stars 40000 --seed 1
---out data/demo_survey.parquet``.
+Remake the bundled demo: ``python -m bayesdsm.simulate --n-stars 30000 --seed 1
+--out data/demo_survey.parquet``. The bundled file predates R(V) variation: to remake it as
+it is, pass ``--config`` a JSON file with ``{"rv_sigma": 0, "rv_star_sigma": 0}``.
 """
 
 from bayesdsm.simulate._config import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 from bayesdsm.conventions import BANDS, validate_bands
 from bayesdsm.errors import ConfigError
 from bayesdsm.galaxy import JURIC2008, DustModel, GalaxyModel
+from bayesdsm.simulate._rv import RV_RANGE, RV_REF
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,13 @@ class SimConfig:
     (Teff [K], log g, [Fe/H]) and ``unreported_ebv_err`` [mag]. The defaults equal the
     paper's §3 floors, so after :func:`bayesdsm.cuts.prepare` the errors are honest; set
     them to 0 for a catalogue whose errors are honest as written.
+
+    R(V) of the dust (issue 20; :mod:`bayesdsm.simulate._rv`): each field (sight line) of
+    each survey draws R(V) ~ N(``rv_mean``, ``rv_sigma``), and each star adds
+    N(0, ``rv_star_sigma``); values are clipped to F99's range [2, 6]. Each band's
+    extinction then follows F99 at the star's R(V), with E on the E(B-V) scale (A_V =
+    R_V·E). ``rv_sigma = rv_star_sigma = 0`` with ``rv_mean = 3.1`` is the single-curve
+    survey of earlier versions, bit for bit.
     """
 
     n_stars: int = 40000
@@ -173,6 +182,16 @@ class SimConfig:
     unreported_ebv_err: float = 0.02
     batch_size: int = 100_000
     cluster_size: int = 128
+    #: mean R(V) = A_V/E(B-V) of the sight lines; 3.1 is the truths' tables' curve.
+    rv_mean: float = 3.1
+    #: σ of R(V) between sight lines (fields): Schlafly et al. (2016) measure 0.18 across
+    #: the sky (brutus's prior N(3.32, 0.18) is the same number).
+    rv_sigma: float = 0.18
+    #: extra σ of R(V) per star about its sight line's value (the dust along one line and
+    #: within one 1.5° field is not one cloud). Not measured star by star; 0.05 keeps it
+    #: small beside ``rv_sigma`` (total σ 0.187, within 4% of the S16 sky scatter) while
+    #: making a star's R(V) not purely its field's.
+    rv_star_sigma: float = 0.05
 
     def __post_init__(self):
         object.__setattr__(self, "bands", validate_bands(self.bands))
@@ -189,6 +208,26 @@ class SimConfig:
             raise ConfigError(f"no band_noise entry for bands {missing}")
         if abs(sum(s.fraction for s in self.surveys) - 1.0) > 1e-6:
             raise ConfigError("survey fractions must sum to 1")
+        self._validate_rv()
+
+    def _validate_rv(self):
+        lo, hi = RV_RANGE
+        if not lo <= _as_float(self.rv_mean) <= hi:
+            raise ConfigError(
+                f"rv_mean must lie in [{lo}, {hi}], the R(V) range of the F99 curve the "
+                f"simulator uses; got {self.rv_mean!r}"
+            )
+        for name in ("rv_sigma", "rv_star_sigma"):
+            v = getattr(self, name)
+            if not (np.isfinite(_as_float(v)) and _as_float(v) >= 0):
+                raise ConfigError(
+                    f"{name} must be a finite σ >= 0 (0 turns this R(V) scatter off); got {v!r}"
+                )
+
+    @property
+    def rv_varies(self) -> bool:
+        """True unless every star has R(V) = 3.1 (the earlier versions' single curve)."""
+        return (self.rv_mean, self.rv_sigma, self.rv_star_sigma) != (RV_REF, 0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -212,6 +251,13 @@ class SimConfig:
 
 
 # ---------------------------------------------------------------------------- truth
+
+
+def _as_float(v) -> float:
+    """``v`` as a float if it is a real number (not a bool), else NaN (to be refused)."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        return float(v)
+    return float("nan")
 
 
 def photometric_error(mag_native, noise: BandNoise):

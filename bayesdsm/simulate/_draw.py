@@ -7,6 +7,7 @@ import numpy as np
 
 from bayesdsm.mist import MIST_SYSTEM, system_offset
 from bayesdsm.simulate._config import Population, SimConfig, SpecSurvey
+from bayesdsm.simulate._rv import draw_field_rv, draw_star_rv
 
 
 def _imf_pdf(m, imf: str):
@@ -183,14 +184,17 @@ def _adapt(c, n_pop, n_field, mix=0.3):
     return q_pop / q_pop.sum(), q_eep, q_field / q_field.sum()
 
 
-def draw_survey(rng, survey, n, cfg, truth, iso, stats):
+def draw_survey(rng, survey, n, cfg, truth, iso, stats, rv_rng, rv_table):
     """Rejection-sample n stars visible to one survey; returns a dict of per-star arrays.
 
     A pilot batch with uniform proposals tunes the proposal over populations, EEP bins and
     fields; the bound on the weights is the pilot's maximum (weights above it, counted in
     ``weight_exceeded``, are accepted with probability 1: a small, documented bias).
+    Each field's and star's R(V) come from ``rv_rng`` (:func:`._rv.rv_stream`), and A is
+    the truth's times ``rv_table``'s ratio at the star's R(V) (:mod:`._rv`).
     """
     lf, bf = _fields(rng, survey)
+    rv_field = draw_field_rv(rv_rng, len(lf), cfg)
     d_grid = np.concatenate([[0.0], np.geomspace(1.0, 1.5e5, 600)])
     pops = cfg.populations
     ctx = {
@@ -227,7 +231,8 @@ def draw_survey(rng, survey, n, cfg, truth, iso, stats):
         ebv = cfg.dust.reddening(l, b, d) * clump[fi]
         col = cfg.dust.column(l, b) * clump[fi]
         th, M = c["theta"][idx], c["M"][idx]
-        A = truth.extinction(th, ebv)
+        rv = draw_star_rv(rv_rng, rv_field[fi], cfg)
+        A = truth.extinction(th, ebv) * rv_table.ratio(th[:, 0], ebv, rv)
         mu = 5 * np.log10(d) - 5
         m_sel = M[:, ctx["ks"]] + mu + A[:, ctx["ks"]] + ctx["to_native"]
         vis = (m_sel >= survey.bright) & (m_sel <= survey.faint)
@@ -240,7 +245,8 @@ def draw_survey(rng, survey, n, cfg, truth, iso, stats):
         part = {
             "theta": th, "M": M, "A": A, "mu": mu, "dist": d, "ebv": ebv, "col": col,
             "l": l, "b": b, "mass": c["st"]["mass"][idx], "log_age": c["st"]["log_age"][idx],
-            "pop": np.array([pops[j].name for j in ip]), "m_sel": m_sel,
+            "pop": np.array([pops[j].name for j in ip]), "m_sel": m_sel, "rv": rv,
+            "rv_field": rv_field[fi],
         }  # fmt: skip
         parts.append({key: v[vis] for key, v in part.items()})
         n_acc += int(vis.sum())

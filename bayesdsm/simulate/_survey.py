@@ -10,6 +10,7 @@ from bayesdsm.conventions import BAND_SURVEY
 from bayesdsm.errors import ConfigError
 from bayesdsm.simulate._config import SimConfig, parallax_error, photometric_error
 from bayesdsm.simulate._draw import draw_survey, galactic_to_icrs, native_band
+from bayesdsm.simulate._rv import RV_REF, rv_stream, rv_table
 from bayesdsm.simulate._truth import StellarModelTruth, Truth, load_isochrones, system_name
 
 
@@ -116,7 +117,8 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
     stats = {"candidates": 0, "weight_exceeded": 0, "rejected_filled_bc": 0,
              "rejected_after_extinction": 0,
              "rejected_beyond_extinction_table": 0}  # fmt: skip
-    parts = [draw_survey(rng, s, int(c), cfg, truth, iso, stats)
+    table, rv_rng = rv_table(cfg.bands), rv_stream(cfg.seed)
+    parts = [draw_survey(rng, s, int(c), cfg, truth, iso, stats, rv_rng, table)
              for s, c in zip(cfg.surveys, counts) if c > 0]  # fmt: skip
     st = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     src = np.arange(len(st["mu"]), dtype=np.int64) + 1
@@ -136,7 +138,10 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
         for k in ("mag", "mag_err", "observed", "parallax", "parallax_err", "ebv", "ebv_err",
                   "ebv_source"):  # fmt: skip
             ob[k][n0:] = ob[k][pick]
-    r_true = truth.extinction(st["theta"], np.full(len(src), 0.01)) / 0.01
+    # low-extinction R (E = 0.01) and ∂R/∂R(V) (E → 0) at each star's own R(V)
+    r_ref = truth.extinction(st["theta"], np.full(len(src), 0.01)) / 0.01
+    r_true = r_ref * table.ratio(st["theta"][:, 0], np.full(len(src), 0.01), st["rv"])
+    dr_drv = r_ref * table.dratio_drv(st["theta"][:, 0], st["rv"])
     f32 = np.float32
     extra = {
         "true_teff": st["theta"][:, 0].astype(f32),
@@ -147,14 +152,17 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
         "true_population": st["pop"].astype(str),
         "true_mu": st["mu"],
         "true_ebv": st["ebv"],
-        "true_av": cfg.av_per_ebv * st["ebv"],
+        "true_av": cfg.av_per_ebv * st["ebv"] * (st["rv"] / RV_REF),
         "true_ebv_column": st["col"].astype(f32),
+        "true_RV": st["rv"].astype(f32),
+        "true_RV_field": st["rv_field"].astype(f32),
         "ebv_source": ob["ebv_source"],
     }
     for k, band in enumerate(cfg.bands):
         extra[f"true_M_{band}"] = st["M"][:, k]
         extra[f"true_R_{band}"] = r_true[:, k].astype(f32)
         extra[f"true_A_{band}"] = st["A"][:, k].astype(f32)
+        extra[f"true_dR_dRV_{band}"] = dr_drv[:, k].astype(f32)
     import bayesdsm
 
     meta = {
@@ -163,6 +171,13 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
         "sim_config": cfg.to_dict(),
         "truth": getattr(truth, "meta", {"truth": type(truth).__name__}),
         "sampling_stats": stats,
+        "rv": {
+            "mean": cfg.rv_mean,
+            "sigma": cfg.rv_sigma,
+            "star_sigma": cfg.rv_star_sigma,
+            "stream": "SeedSequence(seed).spawn(1)[0]",
+            **table.meta,
+        },
         "photometric_systems": {b: system_name(b) for b in cfg.bands},
         "floors_applied": False,
     }

@@ -27,7 +27,8 @@ class Truth(Protocol):
         ...
 
     def extinction(self, theta: np.ndarray, ebv: np.ndarray) -> np.ndarray:
-        """(N, B) A_band in mag at reddening E."""
+        """(N, B) A_band in mag at reddening E, for R(V) = 3.1 (the simulator scales it to
+        each star's R(V): :mod:`bayesdsm.simulate._rv`)."""
         ...
 
 
