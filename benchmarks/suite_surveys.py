@@ -74,12 +74,18 @@ def _lamost_only():
     return dataclasses.replace(SimConfig().surveys[0], fraction=1.0)
 
 
+# Issue 19's surveys have one extinction curve (R(V) = 3.1 for every star), as they had
+# before the simulator drew R(V): pinned here so that SimConfig's R(V) defaults do not
+# change them (they are the recovery suite's fixed references).
+_ONE_CURVE = dict(rv_mean=3.1, rv_sigma=0.0, rv_star_sigma=0.0)
+
+
 def _bayestar():
     from bayesdsm.galaxy import DustModel
 
     # every star in the Bayestar branch: per-star E at its true distance, honest errors
     return dict(seed=21, ebv_z_threshold=1e9, bayestar_dec_min=-90.0, surveys=(_maglim(),),
-                dust=DustModel(e_per_kpc=0.5))  # fmt: skip
+                dust=DustModel(e_per_kpc=0.5), **_ONE_CURVE)  # fmt: skip
 
 
 def _sfd():
@@ -88,7 +94,7 @@ def _sfd():
     # SFD-like full column (±15%) beyond 300 pc from the plane; no Bayestar anywhere, so
     # stars nearer the plane get Ê = 0 ± the column (no informative prior)
     return dict(seed=22, ebv_z_threshold=300.0, bayestar_dec_min=90.0, sfd_frac_err=0.15,
-                dust=DustModel(e_per_kpc=0.2))  # fmt: skip
+                dust=DustModel(e_per_kpc=0.2), **_ONE_CURVE)  # fmt: skip
 
 
 def _scaled():
@@ -97,7 +103,7 @@ def _scaled():
     # the default prior mix (Bayestar-like near the plane, SFD-like beyond 400 pc), later
     # scaled by 1.14; LAMOST-only selection, more and clumpier dust
     return dict(seed=23, surveys=(_lamost_only(),), dust_clumpiness=0.5,
-                dust=DustModel(e_per_kpc=0.4))  # fmt: skip
+                dust=DustModel(e_per_kpc=0.4), **_ONE_CURVE)  # fmt: skip
 
 
 SIM_SURVEYS = (
@@ -119,6 +125,21 @@ def sim_config(survey: SimSurvey, n_stars: int):
     return SimConfig(n_stars=n_stars, **survey.config())
 
 
+def _cache_key(cfg) -> str:
+    """A hash of the config's JSON, the cache file's key.
+
+    A survey without R(V) variation (``not cfg.rv_varies``: R(V) = 3.1 for every star) is
+    bit for bit what the simulator made before it had R(V) fields (issue 20), so its key
+    leaves the ``rv_*`` fields out: files cached before them are still found. Files from
+    before lack the truth's ``true_RV*`` and ``true_dR_dRV_*`` columns, which the suite
+    does not read.
+    """
+    d = cfg.to_dict()
+    if not cfg.rv_varies:
+        d = {k: v for k, v in d.items() if not k.startswith("rv_")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def load_simulated(survey: SimSurvey, n_stars: int, work: Path, log=print):
     """(catalog with ``true_*`` columns, seconds spent simulating or reading).
 
@@ -128,7 +149,7 @@ def load_simulated(survey: SimSurvey, n_stars: int, work: Path, log=print):
     from bayesdsm.simulate import simulate_survey, write_compact
 
     cfg = sim_config(survey, n_stars)
-    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    key = _cache_key(cfg)
     path = Path(work) / "sim" / f"{survey.name}_n{n_stars}_{key}.parquet"
     t0 = time.perf_counter()
     if not path.exists():
