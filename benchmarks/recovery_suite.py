@@ -32,12 +32,13 @@ The real stars give ⟨χ²/dof⟩ over χ²/dof ≤ 5 and the fraction above 5 
 folds). A fit that stops (:class:`~bayesdsm.errors.TrainingError`) or leaves non-finite
 losses is a row of its own, with the iteration and the rule that caught it.
 
-Full (acceptance) run, ≥ 195k stars per simulated survey, the paper's schedule; roughly
-6-8 min of training per 200k-star survey on an idle 2-core machine, plus 5-15 min to
-simulate each survey once (cached in ``--work``), so about an hour in all::
+Full (acceptance) run, ≥ 195k stars per simulated survey, the full schedule: 7-10 min
+of training per 200k-star survey on a 2-core machine at load 2-3, plus 13-23 min to
+simulate each survey once (cached in ``--work``), 65 min in all the first time
+(2026-12-06)::
 
     BAYESDSM_GREEN2020_DIR=../shared/green2020 python benchmarks/recovery_suite.py
-    python benchmarks/recovery_suite.py --set reddening_scale=false --out /tmp/no_rs.json
+    python benchmarks/recovery_suite.py --set epochs=100 --out /tmp/e100.json
     python benchmarks/recovery_suite.py --paper
 
 Reduced (smoke) run: 8 min the first time (about 4 of them simulating), 4 min once the
@@ -274,7 +275,7 @@ def _write(path: Path, payload: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                    help="TrainConfig field, e.g. reddening_scale=false (repeatable)")  # fmt: skip
+                    help="TrainConfig field, e.g. epochs=100 (repeatable)")  # fmt: skip
     ap.add_argument("--paper", action="store_true", help="start from TrainConfig.paper()")
     ap.add_argument("--scale", type=int, default=200_000, help="stars per simulated survey")
     ap.add_argument("--mist-subset", type=int, default=None,
