@@ -9,7 +9,8 @@ a :class:`bayesdsm.catalog.Catalog` whose ``extra`` holds the noise-free truth:
 * ``true_M_<band>`` absolute magnitudes (bayesdsm's photometric systems);
 * ``true_R_<band>`` = A_band/E in the low-extinction limit (E = 0.01) at the star's own
   R(V); ``true_A_<band>`` the extinction actually applied (nonlinear in E for the MIST
-  truth); ``true_dR_dRV_<band>`` = ∂A_band/∂R(V) per unit E at E → 0 at the star's θ and R(V);
+  truth); ``true_dR_dRV_<band>`` = ∂A_band/∂R(V) per unit E at E → 0 at the star's θ and R(V)
+  (only when R(V) varies: the table it comes from needs the passbands, ``bayesdsm[sim]``);
 * ``true_RV`` the star's R(V), ``true_RV_field`` its sight line's;
 * ``true_mu`` distance modulus, ``true_ebv`` E to the star (SFD scale), ``true_av`` =
   ``av_per_ebv``·E·R(V)/3.1, ``true_ebv_column`` the full SFD-like column; ``ebv_source``

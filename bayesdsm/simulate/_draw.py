@@ -191,7 +191,8 @@ def draw_survey(rng, survey, n, cfg, truth, iso, stats, rv_rng, rv_table):
     fields; the bound on the weights is the pilot's maximum (weights above it, counted in
     ``weight_exceeded``, are accepted with probability 1: a small, documented bias).
     Each field's and star's R(V) come from ``rv_rng`` (:func:`._rv.rv_stream`), and A is
-    the truth's times ``rv_table``'s ratio at the star's R(V) (:mod:`._rv`).
+    the truth's times ``rv_table``'s ratio at the star's R(V) (:mod:`._rv`; None when
+    R(V) does not vary).
     """
     lf, bf = _fields(rng, survey)
     rv_field = draw_field_rv(rv_rng, len(lf), cfg)
@@ -232,7 +233,9 @@ def draw_survey(rng, survey, n, cfg, truth, iso, stats, rv_rng, rv_table):
         col = cfg.dust.column(l, b) * clump[fi]
         th, M = c["theta"][idx], c["M"][idx]
         rv = draw_star_rv(rv_rng, rv_field[fi], cfg)
-        A = truth.extinction(th, ebv) * rv_table.ratio(th[:, 0], ebv, rv)
+        A = truth.extinction(th, ebv)
+        if rv_table is not None:  # None: R(V) = 3.1 for every star, the truth's own A
+            A = A * rv_table.ratio(th[:, 0], ebv, rv)
         mu = 5 * np.log10(d) - 5
         m_sel = M[:, ctx["ks"]] + mu + A[:, ctx["ks"]] + ctx["to_native"]
         vis = (m_sel >= survey.bright) & (m_sel <= survey.faint)

@@ -117,7 +117,8 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
     stats = {"candidates": 0, "weight_exceeded": 0, "rejected_filled_bc": 0,
              "rejected_after_extinction": 0,
              "rejected_beyond_extinction_table": 0}  # fmt: skip
-    table, rv_rng = rv_table(cfg.bands), rv_stream(cfg.seed)
+    # the R(V) table needs the passbands (speclite, bayesdsm[sim]): built only when R(V) varies
+    table, rv_rng = (rv_table(cfg.bands) if cfg.rv_varies else None), rv_stream(cfg.seed)
     parts = [draw_survey(rng, s, int(c), cfg, truth, iso, stats, rv_rng, table)
              for s, c in zip(cfg.surveys, counts) if c > 0]  # fmt: skip
     st = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -139,9 +140,11 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
                   "ebv_source"):  # fmt: skip
             ob[k][n0:] = ob[k][pick]
     # low-extinction R (E = 0.01) and ∂R/∂R(V) (E → 0) at each star's own R(V)
-    r_ref = truth.extinction(st["theta"], np.full(len(src), 0.01)) / 0.01
-    r_true = r_ref * table.ratio(st["theta"][:, 0], np.full(len(src), 0.01), st["rv"])
-    dr_drv = r_ref * table.dratio_drv(st["theta"][:, 0], st["rv"])
+    r_true = truth.extinction(st["theta"], np.full(len(src), 0.01)) / 0.01
+    dr_drv = None
+    if table is not None:
+        dr_drv = r_true * table.dratio_drv(st["theta"][:, 0], st["rv"])
+        r_true = r_true * table.ratio(st["theta"][:, 0], np.full(len(src), 0.01), st["rv"])
     f32 = np.float32
     extra = {
         "true_teff": st["theta"][:, 0].astype(f32),
@@ -162,7 +165,8 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
         extra[f"true_M_{band}"] = st["M"][:, k]
         extra[f"true_R_{band}"] = r_true[:, k].astype(f32)
         extra[f"true_A_{band}"] = st["A"][:, k].astype(f32)
-        extra[f"true_dR_dRV_{band}"] = dr_drv[:, k].astype(f32)
+        if dr_drv is not None:  # R(V) varies
+            extra[f"true_dR_dRV_{band}"] = dr_drv[:, k].astype(f32)
     import bayesdsm
 
     meta = {
@@ -176,7 +180,7 @@ def simulate_survey(config: SimConfig | None = None, truth: Truth | None = None)
             "sigma": cfg.rv_sigma,
             "star_sigma": cfg.rv_star_sigma,
             "stream": "SeedSequence(seed).spawn(1)[0]",
-            **table.meta,
+            **(table.meta if table is not None else {"rv_ref": RV_REF}),
         },
         "photometric_systems": {b: system_name(b) for b in cfg.bands},
         "floors_applied": False,

@@ -21,7 +21,7 @@ pytest.importorskip("extinction", reason="needs the sim extra: pip install 'baye
 from bayesdsm import passband_extinction as pe  # noqa: E402
 from bayesdsm.conventions import BANDS  # noqa: E402
 from bayesdsm.errors import ConfigError  # noqa: E402
-from bayesdsm.simulate import EmulatorTruth, SimConfig, _draw, _rv, simulate_survey  # noqa: E402
+from bayesdsm.simulate import EmulatorTruth, SimConfig, _draw, _rv, _survey, simulate_survey  # noqa: E402
 
 from .test_simulate import FAST, stand_in  # noqa: E402
 
@@ -245,7 +245,14 @@ def test_without_variation_the_survey_is_the_single_curve_one(monkeypatch):
     """
     cfg = SimConfig(**{**FAST, "n_stars": 400, "rv_sigma": 0.0, "rv_star_sigma": 0.0})
     truth = EmulatorTruth(stand_in, bands=BANDS)
-    cat = simulate_survey(cfg, truth)
+
+    def no_table(*args, **kwargs):  # R(V) = 3.1: no passband tables (speclite) needed
+        raise AssertionError("the R(V) table was built for a survey without R(V) variation")
+
+    with monkeypatch.context() as m:
+        m.setattr(_survey, "rv_table", no_table)
+        cat = simulate_survey(cfg, truth)
+    assert not any(k.startswith("true_dR_dRV_") for k in cat.extra)
     monkeypatch.setattr(_draw, "draw_field_rv", lambda rng, n, cfg: np.full(n, 3.1))
     monkeypatch.setattr(_draw, "draw_star_rv", lambda rng, f, cfg: np.full(len(f), 3.1))
     ref = simulate_survey(cfg, truth)
