@@ -41,23 +41,18 @@ RV_GRID = np.arange(20, 61) / 10.0
 _DRV = 0.01  # half-step of the central difference in R_V for ∂ratio/∂R_V
 
 
-def _locate(x, grid):
-    """Cell index i and weight t ∈ [0, 1] of x (clamped into the grid); t = 0 on a node."""
-    x = np.clip(np.asarray(x, np.float64), grid[0], grid[-1])
-    i = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
-    return i, (x - grid[i]) / (grid[i + 1] - grid[i])
+def _interpolator(axes, table):
+    """scipy's multilinear interpolation of ``table`` (*grid, B) on ``axes``, inputs
+    clamped into the grid: ``f(points)`` with ``points`` a tuple of (N,) → (N, B)."""
+    from scipy.interpolate import RegularGridInterpolator
 
+    rgi = RegularGridInterpolator(axes, table, method="linear")
 
-def _multilinear(table, axes, points):
-    """Multilinear interpolation of ``table`` (*grid, B) at ``points`` (each (N,)) → (N, B)."""
-    cells = [_locate(x, ax) for ax, x in zip(axes, points)]
-    out = 0.0
-    for corner in np.ndindex(*(2,) * len(axes)):
-        w = 1.0
-        for (_, t), c in zip(cells, corner):
-            w = w * (t if c else 1.0 - t)
-        out = out + w[:, None] * table[tuple(i + c for (i, _), c in zip(cells, corner))]
-    return out
+    def f(points):
+        x = [np.clip(np.asarray(p, np.float64), ax[0], ax[-1]) for p, ax in zip(points, axes)]
+        return rgi(np.stack(x, axis=-1))
+
+    return f
 
 
 class RVTable:
@@ -86,15 +81,16 @@ class RVTable:
             self.slope[:, :, b] = (up - lo) / (2 * _DRV) / r[:, i_ref, None]
         self.delta[:, :, i_ref] = 0.0  # x / x - 1 is 0 already; stated, not relied on
         self.delta.flags.writeable = self.slope.flags.writeable = False
+        self._ratio = _interpolator((LOG_TEFF_GRID, EBV_GRID, RV_GRID), self.delta)
+        self._slope = _interpolator((LOG_TEFF_GRID, RV_GRID), self.slope)
 
     def ratio(self, teff, ebv, rv) -> np.ndarray:
         """(N, B) A_band at R_V over A_band at 3.1, for (N,) Teff [K], E and R_V."""
-        pts = (np.log10(teff), ebv, rv)
-        return 1.0 + _multilinear(self.delta, (LOG_TEFF_GRID, EBV_GRID, RV_GRID), pts)
+        return 1.0 + self._ratio((np.log10(teff), ebv, rv))
 
     def dratio_drv(self, teff, rv) -> np.ndarray:
         """(N, B) ∂ratio/∂R_V at E → 0, for (N,) Teff [K] and R_V."""
-        return _multilinear(self.slope, (LOG_TEFF_GRID, RV_GRID), (np.log10(teff), rv))
+        return self._slope((np.log10(teff), rv))
 
     @property
     def meta(self) -> dict:
