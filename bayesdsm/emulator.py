@@ -4,6 +4,9 @@
 * :class:`StellarMLP` maps θ_n to B·M = (M_ref, colours X - ref) (Eq. 5): hidden layers of
   configurable width and activation (default 2×32 sigmoid, as released), linear output.
 * :class:`ExtinctionLayer` gives R(θ) = exp(W θ_n + b) > 0 (A_band = E · R_band).
+* With ``n_components=2`` (the paper's Eq. 20 with K = 2), a second, linear layer gives
+  R₁(θ) = W₁ θ_n + b₁ (any sign), and A = E (R(θ) + ξ R₁(θ)) with a per-star ξ of prior
+  N(0, 1): R is the population's mean curve and R₁ its spread per unit σ of ξ.
 * :class:`Emulator` bundles them; ``emu(theta) -> (BM, R)`` is for ONE star. Batches go
   through :func:`batched`, the one place where the emulator is vmapped.
 
@@ -38,6 +41,9 @@ __all__ = [
     "predict_magnitudes",
     "predict_colours",
     "check_theta_range",
+    "extinction_variation",
+    "extinction_vector",
+    "reddening",
     "emulator_arrays",
     "emulator_from_arrays",
 ]
@@ -60,14 +66,21 @@ class EmulatorConfig:
         bands: band names; the first is the reference band (G in the paper).
         hidden: widths of the stellar network's hidden layers (released: (32, 32)).
         activation: hidden-layer activation, one of sigmoid, tanh, relu, gelu, softplus, silu.
+        n_components: K, the extinction vectors: 1 (R(θ), the paper's model) or 2
+            (R(θ) and the variation R₁(θ), with a per-star ξ ~ N(0, 1)).
     """
 
     bands: tuple[str, ...] = ("G", "BP", "RP", "g", "r", "i", "z", "y", "J", "H", "Ks", "W1", "W2")
     hidden: tuple[int, ...] = (32, 32)
     activation: str = "sigmoid"
+    n_components: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "bands", validate_bands(self.bands))
+        if self.n_components not in (1, 2):
+            raise ConfigError(
+                f"n_components (K, extinction vectors) must be 1 or 2, got {self.n_components!r}"
+            )
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.activation not in _ACTIVATIONS:
             raise ConfigError(
@@ -139,13 +152,15 @@ class Emulator(eqx.Module):
         stellar: the stellar network, θ_n ↦ B·M.
         extinction: the extinction layer, θ_n ↦ R.
         bands: band names (static); the first is the reference band.
-        activation: hidden-layer activation (static; duplicated from ``stellar``).
+        variation: the second extinction component's linear layer, θ_n ↦ R₁ (K = 2), or
+            None (K = 1); see :func:`extinction_variation`.
     """
 
     normalizer: ThetaNormalizer
     stellar: StellarMLP
     extinction: ExtinctionLayer
     bands: tuple[str, ...] = eqx.field(static=True)
+    variation: Linear | None = None
 
     def __call__(self, theta):
         theta_n = self.normalizer(theta)
@@ -156,13 +171,21 @@ class Emulator(eqx.Module):
         return len(self.bands)
 
     @property
+    def n_components(self) -> int:
+        """K, the number of extinction vectors (1 or 2)."""
+        return 1 if self.variation is None else 2
+
+    @property
     def hidden(self) -> tuple[int, ...]:
         return tuple(int(layer.bias.shape[0]) for layer in self.stellar.layers[:-1])
 
     @property
     def config(self) -> EmulatorConfig:
         return EmulatorConfig(
-            bands=self.bands, hidden=self.hidden, activation=self.stellar.activation
+            bands=self.bands,
+            hidden=self.hidden,
+            activation=self.stellar.activation,
+            n_components=self.n_components,
         )
 
     @property
@@ -191,6 +214,9 @@ def init_emulator(
 
     The extinction layer starts at W = 0 and b = log(R₀) with a smooth, positive R₀ that
     falls with wavelength, so that training starts from a plausible reddening vector.
+    With K = 2 the variation R₁ starts at W₁ = 0 and b₁ = 0.1 · (a zero-mean linear ramp
+    over the bands): not zero, since R₁ = 0 is a stationary point of the ξ-marginal
+    likelihood (:func:`bayesdsm.likelihood.chi2_profiled`).
     Defaults of the normaliser are the released model's (``green2020_theta_normalization``).
     """
     n_out = len(config.bands)
@@ -202,6 +228,10 @@ def init_emulator(
         w = jax.random.uniform(k, (n_o, n_in), dtype, -lim, lim)
         layers.append(Linear(w, jnp.zeros(n_o, dtype)))
     r0 = jnp.linspace(3.0, 0.2, n_out, dtype=dtype)
+    variation = None
+    if config.n_components == 2:
+        ramp = 0.1 * jnp.linspace(-1.0, 1.0, n_out, dtype=dtype)
+        variation = Linear(jnp.zeros((n_out, 3), dtype), ramp)
     return Emulator(
         normalizer=ThetaNormalizer(jnp.asarray(theta_median, dtype), jnp.asarray(theta_std, dtype)),
         stellar=StellarMLP(tuple(layers), config.activation),
@@ -209,6 +239,7 @@ def init_emulator(
             jnp.zeros((n_out, 3), dtype), jnp.log(r0), jnp.zeros(n_out, dtype)
         ),
         bands=config.bands,
+        variation=variation,
     )
 
 
@@ -218,15 +249,32 @@ def absolute_magnitudes(emu: Emulator, theta):
     return jnp.asarray(b_matrix_inverse(emu.n_bands), bm.dtype) @ bm
 
 
+def extinction_variation(emu: Emulator, theta):
+    """R₁(θ) (n_bands,) for one star: the second extinction component (K = 2).
+
+    Raises:
+        ConfigError: the emulator has one component (K = 1).
+    """
+    if emu.variation is None:
+        raise ConfigError("this emulator has one extinction component (K = 1): no R₁")
+    return emu.variation(emu.normalizer(theta))
+
+
 def reddening(emu: Emulator, R, ebv):
     """(A, ∂A/∂E) (n_bands,) at reddening E for R = R(θ): A = E R + c (E R)².
 
     c = ``emu.extinction.curvature`` (zero for the paper's linear extinction), so
-    ∂A/∂E = R (1 + 2 c E R) is the reddening vector at E; at E = 0 it is R.
+    ∂A/∂E = R (1 + 2 c E R) is the reddening vector at E; at E = 0 it is R. For K = 2
+    pass R = R₀ + ξ R₁ (:func:`extinction_vector`).
     """
     c = emu.extinction.curvature
     a1 = ebv * R
     return a1 + c * a1**2, R * (1.0 + 2.0 * c * a1)
+
+
+def extinction_vector(emu: Emulator, theta, xi):
+    """R₀(θ) + ξ R₁(θ) (n_bands,) for one star: the star's extinction vector (K = 2)."""
+    return emu(theta)[1] + xi * extinction_variation(emu, theta)
 
 
 def predict_magnitudes(emu: Emulator, theta, ebv):
@@ -280,7 +328,7 @@ def emulator_arrays(emu: Emulator) -> dict[str, jax.Array]:
 
     Names: ``theta_median``, ``theta_std``, ``hidden_<i>_kernel``/``_bias`` for the
     hidden layers, ``output_kernel``/``_bias`` (the B·M layer), ``R_kernel``/``R_bias``,
-    ``R_curvature``. Kernels are (out, in).
+    ``R_curvature``, and with K = 2 ``R1_kernel``/``R1_bias``. Kernels are (out, in).
     """
     out = {"theta_median": emu.normalizer.median, "theta_std": emu.normalizer.std}
     *hidden, last = emu.stellar.layers
@@ -292,6 +340,9 @@ def emulator_arrays(emu: Emulator) -> dict[str, jax.Array]:
     out["R_kernel"] = emu.extinction.weight
     out["R_bias"] = emu.extinction.bias
     out["R_curvature"] = emu.extinction.curvature
+    if emu.variation is not None:
+        out["R1_kernel"] = emu.variation.weight
+        out["R1_bias"] = emu.variation.bias
     return out
 
 
@@ -299,7 +350,8 @@ def emulator_from_arrays(config: EmulatorConfig, arrays, dtype=None) -> Emulator
     """Inverse of :func:`emulator_arrays`; checks every array's shape against ``config``.
 
     ``R_curvature`` may be absent (models with linear extinction, e.g. the released Green
-    2020 model and files written before it existed): it is then zero.
+    2020 model and files written before it existed): it is then zero. ``R1_kernel`` and
+    ``R1_bias`` must be present exactly when ``config.n_components`` is 2.
     """
     n_out = len(config.bands)
     if "R_curvature" not in arrays:
@@ -314,6 +366,14 @@ def emulator_from_arrays(config: EmulatorConfig, arrays, dtype=None) -> Emulator
     expected["R_kernel"] = (n_out, 3)
     expected["R_bias"] = (n_out,)
     expected["R_curvature"] = (n_out,)
+    if config.n_components == 2:
+        expected["R1_kernel"] = (n_out, 3)
+        expected["R1_bias"] = (n_out,)
+    elif "R1_kernel" in arrays or "R1_bias" in arrays:
+        raise ConfigError(
+            "emulator arrays hold a second extinction component (R1_*) but the "
+            "configuration says n_components=1"
+        )
     for name, shape in expected.items():
         if name not in arrays:
             raise ConfigError(f"emulator array {name!r} is missing")
@@ -330,9 +390,11 @@ def emulator_from_arrays(config: EmulatorConfig, arrays, dtype=None) -> Emulator
         Linear(a(f"hidden_{i}_kernel"), a(f"hidden_{i}_bias")) for i in range(len(config.hidden))
     ]
     layers.append(Linear(a("output_kernel"), a("output_bias")))
+    variation = Linear(a("R1_kernel"), a("R1_bias")) if config.n_components == 2 else None
     return Emulator(
         normalizer=ThetaNormalizer(a("theta_median"), a("theta_std")),
         stellar=StellarMLP(tuple(layers), config.activation),
         extinction=ExtinctionLayer(a("R_kernel"), a("R_bias"), a("R_curvature")),
         bands=config.bands,
+        variation=variation,
     )

@@ -6,7 +6,7 @@ Sample sites are the emulator's weights (names from
 * ``hidden_<i>_kernel`` ~ Normal(0, σ_s) with σ_s = 1 / √(2 N λ_s): the L2 penalty
   λ_s Σ w² per star on the stellar network's hidden kernels (released: λ_s = 1e-4);
 * ``R_kernel`` ~ Laplace(0, b_r) with b_r = 1 / (N λ_r): the L1 penalty λ_r Σ |w| per star
-  on the extinction kernel (λ_r = 1e-2);
+  on the extinction kernel (λ_r = 1e-2); with K = 2 the variation's ``R1_kernel`` too;
 * biases and the output kernel: flat (improper) priors, as in the released model.
 
 The likelihood term is ``factor(-χ²_n / n_bands)`` for each star n, with the covariance
@@ -83,7 +83,7 @@ def weight_priors(template: Emulator, n_total: int, reg: RegularizationConfig, s
             priors[name] = dist.Normal(jnp.zeros(shape, arr.dtype), sigma).to_event(len(shape))
         elif name == "R_curvature":
             priors[name] = dist.Normal(jnp.zeros(shape, arr.dtype), reg.curvature_scale).to_event(1)
-        elif name == "R_kernel" and reg.l1_extinction > 0:
+        elif name in ("R_kernel", "R1_kernel") and reg.l1_extinction > 0:
             b = 1.0 / (n_total * reg.l1_extinction * scale)
             priors[name] = dist.Laplace(jnp.zeros(shape, arr.dtype), b).to_event(len(shape))
         else:

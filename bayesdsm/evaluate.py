@@ -33,7 +33,13 @@ from bayesdsm._util import atomic_path, chunked_map
 from bayesdsm.catalog import add_flag, flag_counts, reading_file
 from bayesdsm.cuts import CutReport, input_report
 from bayesdsm.cuts import prepare as prepare_catalog
-from bayesdsm.emulator import Emulator, batched, check_theta_range, predict_colours
+from bayesdsm.emulator import (
+    Emulator,
+    batched,
+    check_theta_range,
+    extinction_variation,
+    predict_colours,
+)
 from bayesdsm.errors import CatalogError, ConfigError
 from bayesdsm.likelihood import chi2, colour_scores, dof, stardata_from_catalog
 from bayesdsm.model_file import StellarModel
@@ -329,15 +335,16 @@ def predict_table(
 
     Returns:
         Columns ``teff``, ``logg``, ``feh``, (``ebv``), ``flags``, ``M_<ref>``,
-        ``<band>_<ref>`` (B·M), ``R_<band>``; with ``ebv``: ``<component>_red`` =
-        B(M + E R); with a validity grid ``validity_<band>`` and ``validity_parallax``;
-        with epistemic samples ``spread_<column>`` (sample standard deviation over
-        weight draws) for each of the above model columns. A row whose θ (or E) is not
-        finite gets NaN in every model column and ``theta_nonfinite:<column>`` (or
-        ``ebv_nonfinite``) in ``flags``: a non-finite θ never yields a finite
-        prediction. ``flags`` also names ``outside_range`` (θ more than 4σ from the
-        training median, with a ValidityWarning) and ``outside_validity`` (training
-        density of the reference band below :data:`VALIDITY_MIN`).
+        ``<band>_<ref>`` (B·M), ``R_<band>``; with K = 2, ``R1_<band>`` (the second
+        extinction component R₁; ``_red`` columns are at ξ = 0); with ``ebv``:
+        ``<component>_red`` = B(M + E R); with a validity grid ``validity_<band>`` and
+        ``validity_parallax``; with epistemic samples ``spread_<column>`` (sample standard
+        deviation over weight draws) for each of the above model columns. A row whose θ (or
+        E) is not finite gets NaN in every model column and ``theta_nonfinite:<column>`` (or
+        ``ebv_nonfinite``) in ``flags``: a non-finite θ never yields a finite prediction.
+        ``flags`` also names ``outside_range`` (θ more than 4σ from the training median,
+        with a ValidityWarning) and ``outside_validity`` (training density of the reference
+        band below :data:`VALIDITY_MIN`).
     """
     emu0 = _emulator(model)
     theta = np.atleast_2d(np.asarray(theta, np.float64))
@@ -370,13 +377,16 @@ def predict_table(
         def one(em, t, ee):
             bm, r = em(t)
             red = predict_colours(em, t, ee) if e is not None else bm
-            return bm, r, red
+            r1 = extinction_variation(em, t) if em.n_components == 2 else r[:0]
+            return bm, r, red, r1
 
         fn = jax.jit(lambda a: batched(one)(emu_f64, a[0], a[1]))
         ee = np.zeros(n) if e is None else e
-        bm, r, red = chunked_map(fn, n, chunk, (theta, ee))
+        bm, r, red, r1 = chunked_map(fn, n, chunk, (theta, ee))
         out = {c: bm[:, i] for i, c in enumerate(comps)}
         out.update({f"R_{b}": r[:, i] for i, b in enumerate(bands)})
+        if emu_f64.n_components == 2:
+            out.update({f"R1_{b}": r1[:, i] for i, b in enumerate(bands)})
         if e is not None:
             out.update({f"{c}_red": red[:, i] for i, c in enumerate(comps)})
         return out

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesdsm.covariance import LowRankCov, logdet, lowrank_cov, quadform, whiten
-from bayesdsm.emulator import Emulator, reddening
+from bayesdsm.emulator import Emulator, extinction_variation, reddening
 
 __all__ = [
     "StarData",
@@ -48,6 +48,8 @@ __all__ = [
     "chi2_frozen",
     "model_jacobians",
     "rebuild_star",
+    "variation_direction",
+    "extinction_posterior",
 ]
 
 LN10_5 = 5.0 / np.log(10.0)
@@ -180,11 +182,19 @@ def star_covariance(
 
 
 def chi2(emu: Emulator, star: StarData):
-    """χ² of one star (Eq. 6) with the catalog's Ê and σ_E, J at θ̂."""
+    """χ² of one star (Eq. 6) with the catalog's Ê and σ_E, J at θ̂.
+
+    With K = 2, ξ ~ N(0, 1) is integrated out: the covariance gains x xᵀ with
+    x = :func:`variation_direction` at Ê.
+    """
     m, _ = model_magnitudes(emu, star.theta, star.ebv)
     r = residual(m, star)
     cov = star_covariance(emu, star)
-    return quadform(cov, r[:, None])[0, 0]
+    if emu.n_components == 1:
+        return quadform(cov, r[:, None])[0, 0]
+    x = variation_direction(emu, star.theta, star.ebv) * star.mask
+    q = quadform(cov, jnp.stack([x, r], axis=1))
+    return q[1, 1] - q[0, 1] ** 2 / (1.0 + q[0, 0])
 
 
 def n_components(star: StarData):
@@ -324,7 +334,11 @@ def chi2_profiled(emu: Emulator, star: StarData, frozen: ReddeningProfile):
 
         χ²_prof = r₀ᵀ C⁻¹ r₀ - (sᵀ C⁻¹ r₀)² / (1/σ₀² + sᵀ C⁻¹ s),
 
-    the Gaussian quadratic form with covariance C + σ₀² s sᵀ. Unlike :func:`chi2_whitened`
+    the Gaussian quadratic form with covariance C + σ₀² s sᵀ. With K = 2, ξ ~ N(0, 1) is
+    integrated out along x = :func:`variation_direction` at E′ (covariance
+    C + σ₀² s sᵀ + x xᵀ, E still profiled), and ξ's log-determinant is added: with it the
+    optimum puts R₁'s length at the population's spread of the extinction curve (without
+    it, a longer R₁ would always fit better). Unlike :func:`chi2_whitened`
     at a fixed E′, both s (through R) and the reddening E are live: the network and every
     star's E are fitted jointly, so the reddenings' scale and zero point, which the
     photometry alone leaves free (E → u E, R → R/u), sit where the prior puts them.
@@ -340,7 +354,83 @@ def chi2_profiled(emu: Emulator, star: StarData, frozen: ReddeningProfile):
     rr = jnp.sum(dinv * r**2) - jnp.sum(wr**2)
     sr = jnp.sum(dinv * s_r * r) - jnp.sum(ws * wr)
     ss = jnp.sum(dinv * s_r**2) - jnp.sum(ws**2)
-    return rr - sr**2 / (1.0 / frozen.prior_err**2 + ss)
+    if emu.n_components == 1:
+        return rr - sr**2 / (1.0 / frozen.prior_err**2 + ss)
+    # K = 2: ξ ~ N(0, 1) along x = ∂A/∂ξ at E′, marginalised: the 2-D version of the
+    # above (E profiled, ξ integrated), plus ξ's log-determinant, which pins R₁'s scale
+    x = variation_direction(emu, star.theta, star.ebv)
+    x_r = -residual(x, star._replace(mag=jnp.zeros_like(star.mag), mu=jnp.zeros_like(star.mu)))
+    wx = W.T @ x_r
+    xr = jnp.sum(dinv * x_r * r) - jnp.sum(wx * wr)
+    xx = jnp.sum(dinv * x_r**2) - jnp.sum(wx**2)
+    sx = jnp.sum(dinv * s_r * x_r) - jnp.sum(ws * wx)
+    return rr - _gauss2(ss + 1.0 / frozen.prior_err**2, sx, xx + 1.0, sr, xr)[0]
+
+
+def _gauss2(m11, m12, m22, b1, b2):
+    """For the 2 × 2 precision M = [[m11, m12], [m12, m22]] and b = (b1, b2):
+    (bᵀ M⁻¹ b + log(m22 - m12²/m11), M⁻¹ b, M⁻¹ as (v11, v12, v22)).
+
+    The log term is log|M| - log m11: the log-determinant of the second coefficient
+    (ξ, prior precision 1) once the first (E) is profiled, i.e. ξ's marginal
+    log-determinant log(1 + xᵀ C_E⁻¹ x) with C_E the covariance with E integrated.
+    """
+    det = m11 * m22 - m12**2
+    c1 = (m22 * b1 - m12 * b2) / det
+    c2 = (m11 * b2 - m12 * b1) / det
+    return b1 * c1 + b2 * c2 + jnp.log(det / m11), (c1, c2), (m22 / det, -m12 / det, m11 / det)
+
+
+def variation_direction(emu: Emulator, theta, ebv, R=None):
+    """∂A/∂ξ at ξ = 0 (n_bands,) of one star at reddening E (K = 2):
+    E R₁ (1 + 2 c E R), with E clipped at 0 (so ξ has no effect on an unreddened star).
+
+    ξ ~ N(0, 1) is the star's coefficient of R₁ (A = E (R + ξ R₁) + the curvature);
+    ``R`` = R(θ) if already computed.
+    """
+    R = emu(theta)[1] if R is None else R
+    e = jnp.maximum(ebv, 0.0)
+    return e * extinction_variation(emu, theta) * (1.0 + 2.0 * emu.extinction.curvature * e * R)
+
+
+def extinction_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):
+    """The closed-form Gaussian posterior of (E, ξ) of one star (K = 2; Eq. 8-9 in 2-D).
+
+    As :func:`reddening_posterior`, with the magnitudes linear in (E, ξ) about
+    (E₀, 0): m ≈ m(E₀) + (E - E₀) ∂A/∂E + ξ x, where x = :func:`variation_direction`
+    at the 1-D posterior mean of E (ξ's effect scales with E, which the prior alone may
+    put at 0). Priors: E ~ N(E₀, σ₀²), ξ ~ N(0, 1).
+
+    Returns:
+        (E mean, ξ mean, (var E, cov(E, ξ), var ξ)), unclipped.
+    """
+    M, R, dM, _ = model_jacobians(emu, star.theta)
+    return _posterior2(emu, star, M, R, dM, prior_mean, prior_err)[:3]
+
+
+def _update1(emu, star, M, R, dM, prior_mean, prior_err):
+    """Eq. 8-9 from one Jacobian pass: m_pred = M + μ̂, C_pred without the R direction
+    (Ê = σ_E = 0), the magnitudes linearised in E at the prior mean (exact for linear
+    extinction). Returns (E mean, its precision, C_pred, ∂A/∂E at E₀, residual at E₀)."""
+    a0, slope0 = reddening(emu, R, prior_mean)
+    r0 = residual(M + a0, star)
+    cov0 = lowrank_cov(
+        dM, star.theta_chol, jnp.zeros_like(R), jnp.ones_like(star.ebv_err), star.sigma_mu,
+        star.has_parallax, star.mag_err, star.mask,
+    )  # fmt: skip
+    q = quadform(cov0, jnp.stack([slope0 * star.mask, r0], axis=1))
+    prec = q[0, 0] + 1.0 / prior_err**2
+    return prior_mean + q[0, 1] / prec, prec, cov0, slope0, r0
+
+
+def _posterior2(emu, star, M, R, dM, prior_mean, prior_err):
+    """:func:`extinction_posterior` from one Jacobian pass."""
+    e1, _, cov0, slope0, r0 = _update1(emu, star, M, R, dM, prior_mean, prior_err)
+    x = variation_direction(emu, star.theta, e1, R) * star.mask
+    q = quadform(cov0, jnp.stack([slope0 * star.mask, x, r0], axis=1))
+    _, (de, xi), var = _gauss2(q[0, 0] + 1.0 / prior_err**2, q[0, 1], q[1, 1] + 1.0,
+                               q[0, 2], q[1, 2])  # fmt: skip
+    return prior_mean + de, xi, var
 
 
 class ThetaMixture(NamedTuple):
@@ -440,6 +530,10 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     and :func:`chi2_whitened` at (E′, σ_E′) — but J is computed once and reused
     (J = ∂M/∂θ for the reddening posterior, ∂M/∂θ + E′ ∂R/∂θ for the new covariance).
 
+    With K = 2 the update is :func:`extinction_posterior`'s (E, ξ) jointly (E′ and σ_E′
+    its E marginal), and χ² has ξ ~ N(0, 1) integrated out: the covariance gains
+    x xᵀ with x = :func:`variation_direction` at E′ (W stays without it).
+
     Args:
         consts: (lo, hi, floor, frac).
 
@@ -448,18 +542,13 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     """
     lo, hi, floor, frac = consts
     M, R, dM, dR = model_jacobians(emu, star.theta)
-    # Eq. 8-9: m_pred = M + μ̂, C_pred without the R direction (Ê = σ_E = 0), the
-    # magnitudes linearised in E at the prior mean (exact for linear extinction)
-    a0, slope0 = reddening(emu, R, prior_mean)
-    r0 = residual(M + a0, star)
-    cov0 = lowrank_cov(
-        dM, star.theta_chol, jnp.zeros_like(R), jnp.ones_like(star.ebv_err), star.sigma_mu,
-        star.has_parallax, star.mag_err, star.mask,
-    )  # fmt: skip
-    q = quadform(cov0, jnp.stack([slope0 * star.mask, r0], axis=1))
-    prec = q[0, 0] + 1.0 / prior_err**2
-    e = jnp.clip(prior_mean + q[0, 1] / prec, lo, hi)
-    var = jnp.maximum(1.0 / prec, floor**2 + (frac * e) ** 2)
+    if emu.n_components == 2:  # (E, ξ) jointly; E's marginal goes on
+        e, _, (var, _, _) = _posterior2(emu, star, M, R, dM, prior_mean, prior_err)
+    else:
+        e, prec = _update1(emu, star, M, R, dM, prior_mean, prior_err)[:2]
+        var = 1.0 / prec
+    e = jnp.clip(e, lo, hi)
+    var = jnp.maximum(var, floor**2 + (frac * e) ** 2)
     e_err = jnp.sqrt(var)
     a, slope = reddening(emu, R, e)
     # ∂A/∂θ = ∂A/∂R ∂R/∂θ with ∂A/∂R = E (1 + 2 c E R)
@@ -470,5 +559,12 @@ def rebuild_star(emu: Emulator, star: StarData, prior_mean, prior_err, consts):
     )  # fmt: skip
     W = whiten(cov)
     r = residual(M + a, star)
-    chi = jnp.sum(cov.dinv * r**2) - jnp.sum((W.T @ r) ** 2)
+    wr = W.T @ r
+    chi = jnp.sum(cov.dinv * r**2) - jnp.sum(wr**2)
+    if emu.n_components == 2:  # ξ ~ N(0, 1) marginalised (Sherman-Morrison)
+        x = variation_direction(emu, star.theta, e, R) * star.mask
+        wx = W.T @ x
+        xr = jnp.sum(cov.dinv * x * r) - jnp.sum(wx * wr)
+        xx = jnp.sum(cov.dinv * x**2) - jnp.sum(wx**2)
+        chi = chi - xr**2 / (1.0 + xx)
     return e, e_err, W, chi, R

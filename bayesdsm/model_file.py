@@ -205,6 +205,7 @@ def save_model(model: StellarModel, path) -> Path:
             "bands": list(cfg.bands),
             "hidden": list(cfg.hidden),
             "activation": cfg.activation,
+            "n_components": cfg.n_components,
         },
         "config": model.config,
         "history": list(model.history),
@@ -310,16 +311,7 @@ def load_model(path, dtype=None) -> StellarModel:
         if hashlib.sha256(raw).hexdigest() != info["sha256"]:
             raise _bad(path, f"SHA-256 mismatch in array {name!r}")
         arrays[name] = np.frombuffer(raw, np.dtype(info["dtype"])).reshape(info["shape"]).copy()
-    e = header["emulator"]
-    config = EmulatorConfig(
-        bands=tuple(e["bands"]), hidden=tuple(e["hidden"]), activation=e["activation"]
-    )
-    emu_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("emulator/")}
-    emu = (
-        _numpy_emulator(config, emu_arrays)
-        if dtype is None
-        else (emulator_from_arrays(config, emu_arrays, dtype))
-    )
+    emu = _emulator(path, header["emulator"], arrays, dtype)
     grid = None
     if header.get("validity") is not None:
         grid = ValidityGrid(
@@ -338,6 +330,26 @@ def load_model(path, dtype=None) -> StellarModel:
         epistemic=epi or None,
         residual_floor=arrays.get("residual_floor"),
     )  # fmt: skip
+
+
+def _emulator(path, e: dict, arrays: dict, dtype) -> Emulator:
+    """The emulator of a file's header ``e`` and arrays; refuses an unsupported K or an
+    array of the wrong shape with a :class:`~bayesdsm.errors.ModelFileError`."""
+    k = e.get("n_components", 1)  # files before K existed have one component
+    if k not in (1, 2):
+        raise ModelFileError(
+            f"{path}: the model has n_components={k!r} extinction components; this "
+            "bayesdsm reads K = 1 or 2. Upgrade bayesdsm, or refit with n_components ≤ 2"
+        )
+    emu_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("emulator/")}
+    try:
+        config = EmulatorConfig(bands=tuple(e["bands"]), hidden=tuple(e["hidden"]),
+                                activation=e["activation"], n_components=k)  # fmt: skip
+        if dtype is None:
+            return _numpy_emulator(config, emu_arrays)
+        return emulator_from_arrays(config, emu_arrays, dtype)
+    except ConfigError as exc:
+        raise ModelFileError(f"{path}: the emulator does not match its header: {exc}") from None
 
 
 def _numpy_emulator(config: EmulatorConfig, arrays) -> Emulator:

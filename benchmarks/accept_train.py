@@ -217,6 +217,58 @@ def metrics(cat, emu, validity, split, ebv, ebv_err, *, theta_at="mean", prior_s
     dE = ebv[test] - prior_scale * np.asarray(cat.extra["true_ebv"], np.float64)[test]
     out["median_dE"] = float(np.median(dE))
     out["dE_pct_16_84"] = [float(x) for x in np.percentile(dE, [16, 84])]
+    if emu.n_components == 2:
+        out.update(variation_metrics(cat, emu, test, tmean, near, R_true))
+    return out
+
+
+def variation_metrics(cat, emu, test, tmean, near, R_true) -> dict:
+    """Issue 20's numbers of a K = 2 model on the test split.
+
+    * ``R1_*``: the learned R₁ and its part orthogonal to the learned R₀ at ``tmean``;
+      with the truth's ∂A/∂R(V) (``true_dR_dRV_<band>``, per unit E at E → 0; median
+      of the stars ``near`` tmean) times the survey's σ(R(V)), orthogonalised against the
+      truth's R (``R_true``): the angle between the two orthogonal parts and the ratio of
+      their lengths (learned / truth);
+    * ``xi_*``: each test star's ξ̂ (:func:`bayesdsm.likelihood.extinction_posterior`
+      from the catalogue's prior, at θ̂): its mean and standard deviation, and its
+      Pearson r with the true R(V) for true E ≥ 0.5 and in bins of true E.
+    """
+    from bayesdsm.emulator import extinction_variation
+    from bayesdsm.likelihood import extinction_posterior, stardata_from_catalog
+    from bayesdsm.variation import angle_deg, orthogonal_part
+
+    bands = cat.bands
+    th = jnp.asarray(tmean, jnp.float32)
+    R0 = np.asarray(emu(th)[1], np.float64)
+    R1 = np.asarray(extinction_variation(emu, th), np.float64)
+    perp = orthogonal_part(R1, R0)
+    out = {"R1_learned": dict(zip(bands, R1.tolist())),
+           "R1_perp_learned": dict(zip(bands, perp.tolist()))}  # fmt: skip
+    st = jax.tree_util.tree_map(lambda a: jnp.asarray(a[test]), stardata_from_catalog(cat))
+    post = jax.jit(jax.vmap(extinction_posterior, (None, 0, 0, 0)))
+    _, xi, _ = post(emu, st, st.ebv, st.ebv_err)
+    xi = np.asarray(xi, np.float64)
+    out["xi_mean_test"], out["xi_std_test"] = float(np.mean(xi)), float(np.std(xi))
+    if f"true_dR_dRV_{bands[0]}" not in cat.extra:
+        return out
+    rv = np.asarray(cat.extra["true_RV"], np.float64)
+    d = np.stack([cat.extra[f"true_dR_dRV_{b}"] for b in bands], 1)
+    truth = orthogonal_part(np.median(d[near], 0) * np.std(rv), R_true)
+    out["R1_perp_true"] = dict(zip(bands, truth.tolist()))
+    out["R1_angle_deg"] = angle_deg(perp, truth)
+    out["R1_amp_ratio"] = float(np.linalg.norm(perp) / np.linalg.norm(truth))
+    out["sigma_RV_true"] = float(np.std(rv))
+    e_true, rv_t = np.asarray(cat.extra["true_ebv"], np.float64)[test], rv[test]
+    big = e_true >= 0.5
+    out["xi_RV_pearson_E_ge_0.5"] = float(np.corrcoef(xi[big], rv_t[big])[0, 1])
+    out["n_E_ge_0.5"] = int(big.sum())
+    edges = (0.0, 0.1, 0.25, 0.5, 1.0, np.inf)
+    out["xi_RV_pearson_by_E"] = {
+        f"{lo:g}-{hi:g}": [float(np.corrcoef(xi[m], rv_t[m])[0, 1]), int(m.sum())]
+        for lo, hi in zip(edges[:-1], edges[1:])
+        if (m := (e_true >= lo) & (e_true < hi)).sum() > 10
+    }
     return out
 
 

@@ -71,6 +71,9 @@ class TrainConfig:
             Gaussian in ϖ linearised at the previous network's photometric distance.
         extinction_curvature: fit a second-order extinction term per band, A = A₁ + c A₁²
             with A₁ = E R(θ) and prior c ~ N(0, 0.1²) (the paper's A is linear in E).
+        n_components: K, the extinction vectors (the paper's Eq. 20): 1 (R(θ)) or 2
+            (also R₁(θ), the variation of the extinction curve, with a per-star
+            ξ ~ N(0, 1) integrated out; needs ``profile_reddening``).
     """
 
     method: str = "deconvolved"
@@ -104,6 +107,7 @@ class TrainConfig:
     theta_density_components: int = 12
     posterior_components: int = 2
     profile_reddening: bool = True
+    n_components: int = 1
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -129,7 +133,13 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig learning rates must be ≥ 0, got {lrs}")
         if not (self.chi2_start > 0 and self.chi2_end > 0):
             raise ConfigError("TrainConfig.chi2_start and chi2_end must be positive")
-        EmulatorConfig(hidden=self.hidden, activation=self.activation)  # validates
+        EmulatorConfig(hidden=self.hidden, activation=self.activation,
+                       n_components=self.n_components)  # validates  # fmt: skip
+        if self.n_components == 2 and not self.profile_reddening:
+            raise ConfigError(
+                "TrainConfig.n_components=2 needs profile_reddening=True: the variation's ξ "
+                "is integrated out in the profiled objective only"
+            )
 
     @classmethod
     def paper(cls, **changes) -> TrainConfig:

@@ -41,6 +41,7 @@ from bayesdsm.train._passes import (
 )
 from bayesdsm.train._result import TrainResult, held_out_summary, percentiles, validity
 from bayesdsm.train._setup import Run, start
+from bayesdsm.variation import orient_variation
 
 __all__ = ["train"]
 
@@ -144,7 +145,7 @@ def _result(run: Run, state: TrainState, cat, training_hash: str) -> TrainResult
         history[-1] = {**history[-1], "test": summary}
     use = train_idx[~state.excluded[train_idx]]
     return TrainResult(
-        emulator=run.fitter.emulator(state.svi_state),
+        emulator=orient_variation(run.fitter.emulator(state.svi_state)),
         history=history,
         validity=validity(cat.theta, stars.mask, stars.has_parallax, cat.bands, use),
         ebv=np.asarray(state.ebv),

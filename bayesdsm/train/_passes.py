@@ -134,14 +134,15 @@ def dof(stars: StarData) -> np.ndarray:
 
 
 def penalty(emu: Emulator, l2_stellar: float, l1_extinction: float) -> float:
-    """Eq. 15's weight penalties per star: λ_s Σ w_s² + λ_r Σ |w_r|."""
+    """Eq. 15's weight penalties per star: λ_s Σ w_s² + λ_r Σ |w_r| (w_r: the kernels of
+    R and, with K = 2, of R₁)."""
     arrays = emulator_arrays(emu)
     l2 = sum(
         float(jnp.sum(v**2))
         for k, v in arrays.items()
         if k.startswith("hidden_") and k.endswith("_kernel")
     )
-    l1 = float(jnp.sum(jnp.abs(arrays["R_kernel"])))
+    l1 = sum(float(jnp.sum(jnp.abs(arrays[k]))) for k in ("R_kernel", "R1_kernel") if k in arrays)
     return l2_stellar * l2 + l1_extinction * l1
 
 
@@ -161,7 +162,7 @@ def prior_constant(template: Emulator, n_total: int, config) -> float:
     """-Σ log p(w = 0) of the weight priors: the constant in SVI's loss (display only)."""
     arrays = emulator_arrays(template)
     n_s = sum(v.size for k, v in arrays.items() if k.startswith("hidden_") and k[-7:] == "_kernel")
-    n_r = arrays["R_kernel"].size
+    n_r = sum(arrays[k].size for k in ("R_kernel", "R1_kernel") if k in arrays)
     tot = 0.0
     if config.l2_stellar > 0:
         sigma = 1.0 / math.sqrt(2.0 * n_total * config.l2_stellar)

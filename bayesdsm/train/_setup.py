@@ -224,7 +224,8 @@ def _initial_emulator(key, stars: StarData, train_idx, config: TrainConfig, band
     med = np.median(theta, axis=0)
     std = np.std(theta, axis=0)
     std = np.where(std > 0, std, 1.0)
-    ecfg = EmulatorConfig(bands=tuple(bands), hidden=config.hidden, activation=config.activation)
+    ecfg = EmulatorConfig(bands=tuple(bands), hidden=config.hidden, activation=config.activation,
+                          n_components=config.n_components)  # fmt: skip
     emu = init_emulator(key, ecfg, theta_median=med, theta_std=std, dtype=dtype)
     if not config.init_bias_from_data:
         return emu

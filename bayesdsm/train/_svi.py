@@ -47,9 +47,9 @@ def _model(reg, template, stars, W, idx, *, n_total):
 
 
 def param_group(name: str) -> str:
-    """Optimiser group of an SVI parameter: the extinction layer (R kernel, R bias,
-    curvature) or the stellar network's weights."""
-    return "extinction" if name.startswith("R_") else "weights"
+    """Optimiser group of an SVI parameter: the extinction layers (R kernel, R bias,
+    curvature; R₁ kernel and bias with K = 2) or the stellar network's weights."""
+    return "extinction" if name.startswith(("R_", "R1_")) else "weights"
 
 
 @lru_cache(maxsize=8)
