@@ -364,12 +364,13 @@ def chi2_profiled(emu: Emulator, star: StarData, frozen: ReddeningProfile):
     xr = jnp.sum(dinv * x_r * r) - jnp.sum(wx * wr)
     xx = jnp.sum(dinv * x_r**2) - jnp.sum(wx**2)
     sx = jnp.sum(dinv * s_r * x_r) - jnp.sum(ws * wx)
-    return rr - _gauss2(ss + 1.0 / frozen.prior_err**2, sx, xx + 1.0, sr, xr)[0]
+    quad, logdet, _, _ = _gauss2(ss + 1.0 / frozen.prior_err**2, sx, xx + 1.0, sr, xr)
+    return rr - quad + logdet
 
 
 def _gauss2(m11, m12, m22, b1, b2):
     """For the 2 × 2 precision M = [[m11, m12], [m12, m22]] and b = (b1, b2):
-    (bᵀ M⁻¹ b + log(m22 - m12²/m11), M⁻¹ b, M⁻¹ as (v11, v12, v22)).
+    (bᵀ M⁻¹ b, log(m22 - m12²/m11), M⁻¹ b, M⁻¹ as (v11, v12, v22)).
 
     The log term is log|M| - log m11: the log-determinant of the second coefficient
     (ξ, prior precision 1) once the first (E) is profiled, i.e. ξ's marginal
@@ -378,7 +379,7 @@ def _gauss2(m11, m12, m22, b1, b2):
     det = m11 * m22 - m12**2
     c1 = (m22 * b1 - m12 * b2) / det
     c2 = (m11 * b2 - m12 * b1) / det
-    return b1 * c1 + b2 * c2 + jnp.log(det / m11), (c1, c2), (m22 / det, -m12 / det, m11 / det)
+    return b1 * c1 + b2 * c2, jnp.log(det / m11), (c1, c2), (m22 / det, -m12 / det, m11 / det)
 
 
 def variation_direction(emu: Emulator, theta, ebv, R=None):
@@ -396,16 +397,18 @@ def variation_direction(emu: Emulator, theta, ebv, R=None):
 def extinction_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):
     """The closed-form Gaussian posterior of (E, ξ) of one star (K = 2; Eq. 8-9 in 2-D).
 
-    As :func:`reddening_posterior`, with the magnitudes linear in (E, ξ) about
-    (E₀, 0): m ≈ m(E₀) + (E - E₀) ∂A/∂E + ξ x, where x = :func:`variation_direction`
-    at the 1-D posterior mean of E (ξ's effect scales with E, which the prior alone may
-    put at 0). Priors: E ~ N(E₀, σ₀²), ξ ~ N(0, 1).
+    The magnitudes are linear in (E, η) with η = E ξ: m = M + μ + E R + η R₁ (exactly, for
+    linear extinction; linearised at E₀ with the curvature). Priors: E ~ N(E₀, σ₀²) and
+    η ~ N(0, τ²), τ the star's E from the 1-D update (:func:`reddening_posterior`, at
+    least 0), which is ξ ~ N(0, 1) with ξ's scale E taken at that estimate. Then
+    ξ = η / E at the posterior mean of E, its variance by the delta method. Where that
+    E or τ is below 1e-3 mag, ξ is η / τ (its prior N(0, 1) when τ = 0).
 
     Returns:
         (E mean, ξ mean, (var E, cov(E, ξ), var ξ)), unclipped.
     """
     M, R, dM, _ = model_jacobians(emu, star.theta)
-    return _posterior2(emu, star, M, R, dM, prior_mean, prior_err)[:3]
+    return _posterior2(emu, star, M, R, dM, prior_mean, prior_err)
 
 
 def _update1(emu, star, M, R, dM, prior_mean, prior_err):
@@ -426,11 +429,19 @@ def _update1(emu, star, M, R, dM, prior_mean, prior_err):
 def _posterior2(emu, star, M, R, dM, prior_mean, prior_err):
     """:func:`extinction_posterior` from one Jacobian pass."""
     e1, _, cov0, slope0, r0 = _update1(emu, star, M, R, dM, prior_mean, prior_err)
-    x = variation_direction(emu, star.theta, e1, R) * star.mask
+    tau = jnp.maximum(e1, 0.0)
+    x = variation_direction(emu, star.theta, tau, R) * star.mask  # τ ∂A/∂η: coefficient η/τ
     q = quadform(cov0, jnp.stack([slope0 * star.mask, x, r0], axis=1))
-    _, (de, xi), var = _gauss2(q[0, 0] + 1.0 / prior_err**2, q[0, 1], q[1, 1] + 1.0,
-                               q[0, 2], q[1, 2])  # fmt: skip
-    return prior_mean + de, xi, var
+    _, _, (de, c), (v11, v12, v22) = _gauss2(
+        q[0, 0] + 1.0 / prior_err**2, q[0, 1], q[1, 1] + 1.0, q[0, 2], q[1, 2]
+    )
+    e = prior_mean + de
+    ok = (e > 1e-3) & (tau > 1e-3)
+    u = jnp.where(ok, tau / jnp.where(ok, e, 1.0), 1.0)  # ξ = (η/τ)(τ/E)
+    xi = u * c
+    de_xi = jnp.where(ok, xi / jnp.where(ok, e, 1.0), 0.0)  # ∂ξ/∂E = -ξ/E, negated
+    var_xi = u**2 * v22 - 2.0 * u * de_xi * v12 + de_xi**2 * v11
+    return e, xi, (v11, u * v12 - de_xi * v11, var_xi)
 
 
 class ThetaMixture(NamedTuple):
