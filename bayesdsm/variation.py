@@ -18,7 +18,7 @@ import numpy as np
 
 from bayesdsm.emulator import Emulator, extinction_variation
 
-__all__ = ["orthogonal_part", "angle_deg", "orient_variation"]
+__all__ = ["orthogonal_part", "angle_deg", "orient_variation", "theory_variation"]
 
 
 def orthogonal_part(v, r0) -> np.ndarray:
@@ -49,3 +49,19 @@ def orient_variation(emu: Emulator, theta=None) -> Emulator:
         return emu
     v = emu.variation
     return eqx.tree_at(lambda e: e.variation, emu, type(v)(-v.weight, -v.bias))
+
+
+def theory_variation(bands, teff: float, *, r_v: float = 3.1, d_rv: float = 0.1):
+    """(R, ∂R/∂R(V)) (n_bands,) of the passband × blackbody × F99 theory at ``teff`` [K]
+    and R(V) = ``r_v``, per unit E(B-V) at E → 0 (:func:`bayesdsm.passband_extinction.
+    band_R_grid`; the derivative by a centred difference of ± ``d_rv``).
+
+    Raises:
+        ConfigError: a band unknown to :mod:`bayesdsm.passband_extinction`;
+        ImportError: its optional dependencies (speclite, extinction) are missing.
+    """
+    from bayesdsm.passband_extinction import band_R_grid
+
+    rv = [r_v - d_rv, r_v, r_v + d_rv]
+    grid = np.stack([band_R_grid(np.array([float(teff)]), b, r_v=rv)[0] for b in bands])
+    return grid[:, 1], (grid[:, 2] - grid[:, 0]) / (2.0 * d_rv)
