@@ -86,7 +86,7 @@ def start(cat, config: TrainConfig, progress: bool, cut_report):
         jax.random.fold_in(base_key, 1_000_003), stars, train_idx, config, cat.bands, dtype
     )
     n_train = train_idx.size
-    svi = make_svi(config.regularization)
+    svi = make_svi(config.regularization, config.n_components)
     first = np.arange(min(config.batch_size, n_train), dtype=np.int32)
     state = init_state(
         svi, jax.random.fold_in(base_key, 2), init_emu, take(stars, train_idx[first]),

@@ -53,9 +53,10 @@ def param_group(name: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def make_svi(reg: RegularizationConfig) -> SVI:
+def make_svi(reg: RegularizationConfig, n_components: int = 1) -> SVI:
     """The SVI (model, guide, optimiser) of the emulator fit; cached, so that runs with
-    the same penalties reuse the compiled epoch.
+    the same penalties reuse the compiled epoch. The guide learns its sites on first
+    use, so emulators with other sites (``n_components``, K) get their own SVI.
 
     The model's arguments are ``(template, stars, W, idx)`` with the keyword
     ``n_total``; the emulator template (and so the θ normaliser) is traced. ``W`` is the
