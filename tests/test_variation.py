@@ -347,3 +347,15 @@ def _rewrite_header(src, dst, edit):
     body = blob[:8] + struct.pack("<Q", len(hb)) + hb + b"\0" * (-(16 + len(hb)) % 64) + data
     dst.write_bytes(body + b"BDSMEND1" + hashlib.sha256(body).digest())
     return dst
+
+
+def test_green2020_import_has_one_component(green2020_dir, tmp_path):
+    from bayesdsm.evaluate import predict_table
+    from bayesdsm.model_file import import_green2020, load_model, read_header, save_model
+
+    model = import_green2020(green2020_dir)
+    assert model.emulator.n_components == 1
+    path = save_model(model, tmp_path / "g20.bdsm")
+    assert read_header(path)["emulator"]["n_components"] == 1
+    cols = predict_table(load_model(path), np.array([[5000.0, 4.5, 0.0]]))
+    assert "R_G" in cols and not any(c.startswith("R1_") for c in cols)
