@@ -225,6 +225,9 @@ def metrics(cat, emu, validity, split, ebv, ebv_err, *, theta_at="mean", prior_s
 def variation_metrics(cat, emu, test, tmean, near, R_true) -> dict:
     """Issue 20's numbers of a K = 2 model on the test split.
 
+    * ``sigma_RV_implied_F99``: the length of R₁'s part orthogonal to R₀ over that of the
+      passband × blackbody × F99 ∂A/∂R(V) (orthogonalised the same way): the spread of
+      R(V) that R₁ stands for (0 on a survey without R(V) variation);
     * ``R1_*``: the learned R₁ and its part orthogonal to the learned R₀ at ``tmean``;
       with the truth's ∂A/∂R(V) (``true_dR_dRV_<band>``, per unit E at E → 0; median
       of the stars ``near`` tmean) times the survey's σ(R(V)), orthogonalised against the
@@ -236,7 +239,7 @@ def variation_metrics(cat, emu, test, tmean, near, R_true) -> dict:
     """
     from bayesdsm.emulator import extinction_variation
     from bayesdsm.likelihood import extinction_posterior, stardata_from_catalog
-    from bayesdsm.variation import angle_deg, orthogonal_part
+    from bayesdsm.variation import angle_deg, orthogonal_part, theory_variation
 
     bands = cat.bands
     th = jnp.asarray(tmean, jnp.float32)
@@ -250,6 +253,11 @@ def variation_metrics(cat, emu, test, tmean, near, R_true) -> dict:
     _, xi, _ = post(emu, st, st.ebv, st.ebv_err)
     xi = np.asarray(xi, np.float64)
     out["xi_mean_test"], out["xi_std_test"] = float(np.mean(xi)), float(np.std(xi))
+    # R₁'s orthogonal length in units of F99's per unit R(V): the σ(R(V)) it implies
+    _, d_f99 = theory_variation(bands, float(tmean[0]))
+    out["sigma_RV_implied_F99"] = float(
+        np.linalg.norm(perp) / np.linalg.norm(orthogonal_part(d_f99, R0))
+    )
     if f"true_dR_dRV_{bands[0]}" not in cat.extra:
         return out
     rv = np.asarray(cat.extra["true_RV"], np.float64)
