@@ -21,6 +21,7 @@ __all__ = [
     "XI_VALUES",
     "XI_SD_PRIOR_DOMINATED",
     "CAPTIONS",
+    "theory_direction",
     "theory_variation",
     "r1_geometry",
     "xi_posteriors",
@@ -62,20 +63,27 @@ def _fmt(x):
     return None if x is None or not np.isfinite(x) else float(f"{float(x):.4g}")
 
 
-def theory_variation(bands, teff: float, r0, *, sigma_rv: float = SIGMA_RV) -> np.ndarray:
-    """F99 ∂A/∂R(V) at R(V) = 3.1, per unit E(B-V) (mag/mag per unit R(V)), times
-    ``sigma_rv``, orthogonalised against ``r0`` (B,): the R₁ that R(V) ~ N(3.1, σ²) dust
-    would teach (passband × blackbody at ``teff`` [K]; centred difference, ΔR(V) = ±0.1).
+def theory_direction(bands, teff: float, *, sigma_rv: float = SIGMA_RV) -> np.ndarray:
+    """F99 ∂A/∂R(V) at R(V) = 3.1 per unit E(B-V) (B,) [mag per mag of E per unit R(V)],
+    times ``sigma_rv``: passband × blackbody at ``teff`` [K], centred difference with
+    ΔR(V) = ±0.1 (:func:`bayesdsm.passband_extinction.band_R_grid`).
 
     Raises whatever :mod:`bayesdsm.passband_extinction` raises for an unknown band or a
     missing optional dependency.
     """
     from bayesdsm.passband_extinction import band_R_grid
-    from bayesdsm.variation import orthogonal_part
 
     rv = [RV_REF - _DRV, RV_REF + _DRV]
     d = np.array([np.diff(band_R_grid([float(teff)], b, r_v=rv)[0])[0] for b in bands])
-    return orthogonal_part(d / (2 * _DRV) * sigma_rv, r0)
+    return d / (2 * _DRV) * sigma_rv
+
+
+def theory_variation(bands, teff: float, r0, *, sigma_rv: float = SIGMA_RV) -> np.ndarray:
+    """:func:`theory_direction` orthogonalised against ``r0`` (B,): the part of the R₁
+    that R(V) ~ N(3.1, σ²) dust would teach which changes colours."""
+    from bayesdsm.variation import orthogonal_part
+
+    return orthogonal_part(theory_direction(bands, teff, sigma_rv=sigma_rv), r0)
 
 
 def r1_geometry(emu, theta0, thetas=None) -> dict[str, Any]:
@@ -222,8 +230,9 @@ def variation_summary(v: dict[str, Any]) -> dict[str, Any]:
         "xi_percentiles_16_50_84": [_fmt(x) for x in _pct(p["xi"])],
         "xi_sd_median": _fmt(np.median(sd)) if sd.size else None,
         "fraction_xi_sd_above_0.9": _fmt(np.mean(sd > XI_SD_PRIOR_DOMINATED)) if sd.size else None,
-        "slopes_across_xi": {f"{x:+g}": {k: _fmt(s) for k, s in d.items()}
-                             for x, d in v["slopes"].items()},  # fmt: skip
+        "slopes_across_xi": {
+            f"{x:+g}": {k: _fmt(s) for k, s in d.items()} for x, d in v["slopes"].items()
+        },
     }
     if v["truth"] is not None:
         out["xi_vs_true_RV"] = {"E_source": v["truth"]["E_source"], **v["truth"]["stats"]}
@@ -247,7 +256,9 @@ def figure_steps(v: dict[str, Any], skip: type[Exception]) -> list[tuple[str, An
 
     def slopes():
         if not any(v["slopes"].values()):
-            raise skip("the model has no adjacent triplet of the S16 bands (g r i z y J H Ks W1 W2)")
+            raise skip(
+                "the model has no adjacent triplet of the S16 bands (g r i z y J H Ks W1 W2)"
+            )
         return PV.plot_slopes_across_xi(v["slopes"], v["s16"])
 
     def xi_e():
