@@ -7,15 +7,40 @@ R₀, R₁ in mag per mag of E; ξ dimensionless; E in the catalogue's units (ma
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from bayesdsm import report_variation as RV
 from bayesdsm.plotting import new_figure
 
-__all__ = ["plot_variation_r1", "plot_slopes_across_xi", "plot_xi_vs_e"]
+__all__ = [
+    "CAPTIONS",
+    "plot_variation_r1",
+    "plot_slopes_across_xi",
+    "plot_xi_vs_e",
+    "figure_steps",
+]
+
+#: Captions of the figures in report.html.
+CAPTIONS = {
+    "variation_R1": "K = 2: the learned extinction variation R₁ (black: at the catalogue-mean "
+    "θ̂; grey: 16-84% over the stars' θ̂), its part orthogonal to the learned R₀ (blue) and "
+    f"the F99 direction ∂A/∂R(V) at R(V) = {RV.RV_REF} per unit E (blackbody × passband at the "
+    f"mean Teff, centred difference) times σ(R(V)) = {RV.SIGMA_RV}, orthogonalised against the "
+    "learned R₀ (red dashed). Only the orthogonal parts change colours; the angle between "
+    "them and the ratio of their lengths (learned / F99) are in the panel and summary.json.",
+    "fig11_slopes_across_xi": "K = 2: Fig. 11's reddening slopes E(a-b)/E(b-c) of "
+    "R = R₀ + ξ R₁ at the mean θ̂ for ξ = -2 … 2 (blue to red), against the Schlafly et al. "
+    "(2016) family for a range of R_V (grey; thick: their mean, R_V = 3.3).",
+    "xi_vs_E": "K = 2: each star's posterior-mean ξ̂ (the (E, ξ) update from the catalogue's "
+    "reddening prior at θ̂) against E, with the binned median and 16-84% band (blue); right, "
+    f"where the catalog carries the true R(V): ξ̂ against it for E ≥ {RV.E_MIN_PEARSON:g} "
+    "(Pearson r shown).",
+}
 
 
-def plot_variation_r1(bands: Sequence[str], geo: Mapping, *, sigma_rv: float = 0.18):
+def plot_variation_r1(bands: Sequence[str], geo: Mapping, *, sigma_rv: float = RV.SIGMA_RV):
     """R₁ per band at the mean θ̂ (black; grey: its 16-84% over stars), its part
     orthogonal to R₀ (blue) and the F99 ∂A/∂R(V) × σ(R(V)) orthogonal part (red dashed),
     with their angle and length ratio; ``geo`` is :func:`report_variation.r1_geometry`'s."""
@@ -93,8 +118,8 @@ def _binned(x, y, n_bins: int = 12, min_count: int = 10):
 
 def plot_xi_vs_e(e, xi, truth: Mapping | None = None):
     """ξ̂ against E (points or, above 3000 stars, a hexbin density; blue: binned median and
-    16-84%); with ``truth`` (keys true_RV, E, stats), a second panel of ξ̂ against the
-    true R(V) for E ≥ 0.5, with the Pearson r."""
+    16-84%); with ``truth`` (keys true_RV, E, E_source, stats), a second panel of ξ̂
+    against the true R(V) for E ≥ 0.5, with the Pearson r."""
     e, xi = np.asarray(e, np.float64), np.asarray(xi, np.float64)
     two = truth is not None
     fig = new_figure(10.0 if two else 6.0, 4.0, left=0.08, right=0.97, bottom=0.13, top=0.9,
@@ -118,11 +143,36 @@ def plot_xi_vs_e(e, xi, truth: Mapping | None = None):
     if two:
         ax = axes[1]
         rv, et = (np.asarray(truth[k], np.float64) for k in ("true_RV", "E"))
-        big = (et >= 0.5) & np.isfinite(rv) & np.isfinite(xi)
+        big = (et >= RV.E_MIN_PEARSON) & np.isfinite(rv) & np.isfinite(xi)
         ax.plot(rv[big], xi[big], ".", color="0.3", ms=3, alpha=0.7)
-        r = truth["stats"].get("pearson_r_E_ge_0.5")
-        ax.set_title(f"E ≥ 0.5 ({truth['E_source']}): {int(big.sum())} stars, Pearson r = "
-                     + ("n/a" if r is None else f"{r:.3f}"), fontsize=9)  # fmt: skip
+        r = truth["stats"].get(f"pearson_r_E_ge_{RV.E_MIN_PEARSON:g}")
+        r = "n/a" if r is None else f"{r:.3f}"
+        head = f"E ≥ {RV.E_MIN_PEARSON:g} ({truth['E_source']})"
+        ax.set_title(f"{head}: {int(big.sum())} stars, Pearson r = {r}", fontsize=9)
         ax.set_xlabel("true $R(V)$")
         ax.set_ylabel(r"posterior-mean $\hat\xi$")
     return fig
+
+
+def figure_steps(v: dict[str, Any], skip: type[Exception]) -> list[tuple[str, Any]]:
+    """(name, make) pairs of the K = 2 figures from ``v``, the dict of
+    :func:`bayesdsm.report_variation.variation_context`; ``make()`` returns a Figure or
+    raises ``skip(reason)`` (the report's skip exception)."""
+
+    def r1():
+        return plot_variation_r1(v["bands"], v["geo"], sigma_rv=RV.SIGMA_RV)
+
+    def slopes():
+        if not any(v["slopes"].values()):
+            raise skip(
+                "the model has no adjacent triplet of the S16 bands (g r i z y J H Ks W1 W2)"
+            )
+        return plot_slopes_across_xi(v["slopes"], v["s16"])
+
+    def xi_e():
+        p = v["post"]
+        if np.isfinite(p["xi"]).sum() < 10:
+            raise skip("fewer than 10 stars have a finite ξ̂")
+        return plot_xi_vs_e(p["E"], p["xi"], v["truth"])
+
+    return [("variation_R1", r1), ("fig11_slopes_across_xi", slopes), ("xi_vs_E", xi_e)]

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bayesdsm import diagnostics as D
+from bayesdsm import plot_variation as PV
 from bayesdsm import report_variation as RV
 from bayesdsm._util import atomic_path
 from bayesdsm.catalog import Catalog
@@ -512,6 +513,10 @@ def make_report(
         reddening: ``"fit"`` (Eq. 8-9, the paper's choice) or ``"prior"``; see
             :mod:`bayesdsm.diagnostics`.
         progress: show tqdm bars.
+
+    A model with two extinction components (K = 2) adds the figures and
+    ``summary["variation"]`` of :mod:`bayesdsm.report_variation` and
+    :mod:`bayesdsm.plot_variation`.
     """
     t0 = time.perf_counter()
     emu, v0, h0, desc = resolve_model(model)
@@ -535,7 +540,7 @@ def make_report(
     steps = _figure_steps(emu, catalog, diag, validity, history, ctx)
     if emu.n_components == 2:  # issue 20: R₁ against F99, slopes across ξ, ξ̂ against E
         vctx = RV.variation_context(emu, catalog, diag, ctx)
-        steps += RV.figure_steps(vctx, _Skip)
+        steps += PV.figure_steps(vctx, _Skip)
     it = steps
     if progress:
         from tqdm.auto import tqdm
@@ -614,7 +619,7 @@ _CAPTIONS = {
     "fig13_validity": "Fig. 13: scores against the training density (parallax density "
     "for M_G); dashed: the 1e-3 and 1e-2 thresholds.",
     "training_history": "Training history per iteration.",
-    **RV.CAPTIONS,
+    **PV.CAPTIONS,
 }
 
 

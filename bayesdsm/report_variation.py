@@ -4,8 +4,9 @@ F99 R(V) direction, Fig. 11's slopes across ξ, and each star's ξ̂ against E (
 With A = E (R₀(θ) + ξ R₁(θ)), ξ ~ N(0, 1), the R₁ of a model trained on dust whose
 R(V) varies should point along ∂A/∂R(V) × σ(R(V)) once both are made orthogonal to R₀
 (only that part changes colours; :mod:`bayesdsm.variation`). :func:`make_report`
-(:mod:`bayesdsm.report`) calls :func:`variation_context`, adds :func:`figure_steps` and
-writes :func:`variation_summary` as ``summary["variation"]``. Units: R₀, R₁ and the
+(:mod:`bayesdsm.report`) calls :func:`variation_context`, adds the figures of
+:mod:`bayesdsm.plot_variation` and writes :func:`variation_summary` as
+``summary["variation"]``. Units: R₀, R₁ and the
 theory direction in mag per mag of E; ξ dimensionless; E in the catalogue's units.
 """
 
@@ -20,7 +21,8 @@ __all__ = [
     "RV_REF",
     "XI_VALUES",
     "XI_SD_PRIOR_DOMINATED",
-    "CAPTIONS",
+    "E_MIN_PEARSON",
+    "E_EDGES",
     "theory_direction",
     "theory_variation",
     "r1_geometry",
@@ -28,7 +30,6 @@ __all__ = [
     "xi_vs_truth",
     "variation_context",
     "variation_summary",
-    "figure_steps",
 ]
 
 #: σ(R(V)) scaling the F99 ∂A/∂R(V) direction (the Galactic scatter of R(V)).
@@ -42,21 +43,6 @@ XI_SD_PRIOR_DOMINATED = 0.9
 #: E ≥ this for the headline Pearson r of ξ̂ with the true R(V); bin edges of E.
 E_MIN_PEARSON, E_EDGES = 0.5, (0.0, 0.1, 0.25, 0.5, 1.0, np.inf)
 _MIN_STARS = 10
-
-CAPTIONS = {
-    "variation_R1": "K = 2: the learned extinction variation R₁ (black: at the catalogue-mean "
-    "θ̂; grey: 16-84% over the stars' θ̂), its part orthogonal to the learned R₀ (blue) and "
-    f"the F99 direction ∂A/∂R(V) at R(V) = {RV_REF} per unit E (blackbody × passband at the "
-    f"mean Teff, centred difference) times σ(R(V)) = {SIGMA_RV}, orthogonalised against the "
-    "learned R₀ (red dashed). Only the orthogonal parts change colours; the angle between "
-    "them and the ratio of their lengths (learned / F99) are in the panel and summary.json.",
-    "fig11_slopes_across_xi": "K = 2: Fig. 11's reddening slopes E(a-b)/E(b-c) of "
-    "R = R₀ + ξ R₁ at the mean θ̂ for ξ = -2 … 2 (blue to red), against the Schlafly et al. "
-    "(2016) family for a range of R_V (grey; thick: their mean, R_V = 3.3).",
-    "xi_vs_E": "K = 2: each star's posterior-mean ξ̂ (the (E, ξ) update from the catalogue's "
-    "reddening prior at θ̂) against E, with the binned median and 16-84% band (blue); right, "
-    "where the catalog carries the true R(V): ξ̂ against it for E ≥ 0.5 (Pearson r shown).",
-}
 
 
 def _fmt(x):
@@ -243,28 +229,3 @@ def _pct(x, q=(16.0, 50.0, 84.0)) -> np.ndarray:
     x = np.asarray(x, np.float64)
     x = x[np.isfinite(x)]
     return np.percentile(x, q) if x.size else np.full(len(q), np.nan)
-
-
-def figure_steps(v: dict[str, Any], skip: type[Exception]) -> list[tuple[str, Any]]:
-    """(name, make) pairs of the K = 2 figures; ``make()`` returns a Figure or raises
-    ``skip(reason)`` (the report's skip exception)."""
-    from bayesdsm import plot_variation as PV
-
-    def r1():
-        g = v["geo"]
-        return PV.plot_variation_r1(v["bands"], g, sigma_rv=SIGMA_RV)
-
-    def slopes():
-        if not any(v["slopes"].values()):
-            raise skip(
-                "the model has no adjacent triplet of the S16 bands (g r i z y J H Ks W1 W2)"
-            )
-        return PV.plot_slopes_across_xi(v["slopes"], v["s16"])
-
-    def xi_e():
-        p = v["post"]
-        if np.isfinite(p["xi"]).sum() < _MIN_STARS:
-            raise skip("fewer than 10 stars have a finite ξ̂")
-        return PV.plot_xi_vs_e(p["E"], p["xi"], v["truth"])
-
-    return [("variation_R1", r1), ("fig11_slopes_across_xi", slopes), ("xi_vs_E", xi_e)]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from test_diagnostics import SIG_THETA
 
+from bayesdsm import plot_variation as PV
 from bayesdsm import report
 from bayesdsm import report_variation as RV
 from bayesdsm.catalog import Catalog
@@ -109,7 +110,7 @@ def test_k2_report_writes_the_variation_figures_and_summary(k2_report):
     assert v["length_ratio_learned_over_theory"] == pytest.approx(1, abs=2e-3)
     html = (out / "report.html").read_text()
     for name in NEW:
-        assert escape(RV.CAPTIONS[name]) in html
+        assert escape(PV.CAPTIONS[name]) in html
     assert "σ(R(V)) = 0.18" in html
 
 
