@@ -164,3 +164,31 @@ def test_missing_theory_plots_the_learned_curve_alone(monkeypatch):
     assert np.isnan(g["angle_deg"]) and g["R1_pct"].shape == (3, 13)
     fig = plot_variation_r1(EmulatorConfig().bands, g)
     assert len(fig.axes[0].lines) == 3  # zero line, R₁, R₁ ⊥ R₀
+
+
+def test_cli_report_of_a_k2_model_file(tmp_path, capsys, monkeypatch):
+    """A K = 2 model file and a catalog file with ``true_RV`` through ``bayesdsm report``."""
+    from bayesdsm.catalog import write_catalog
+    from bayesdsm.cli import main
+    from bayesdsm.model_file import StellarModel, save_model
+
+    emu, cat = simulate_k2(120, seed=3)
+    monkeypatch.setattr(report, "_figure_steps", lambda *a: [])  # the K = 1 figures: test_report
+    mpath = save_model(StellarModel(emulator=emu), tmp_path / "k2.bdsm")
+    cpath = write_catalog(cat, tmp_path / "cat.fits")
+    out = tmp_path / "rep"
+    argv = ["report", str(mpath), str(cpath), "--out", str(out), "--no-prepare", "--no-progress"]
+    assert main(argv) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sorted(line["figures"]) == sorted(NEW) and line["skipped"] == {}
+    v = json.loads((out / "summary.json").read_text())["variation"]
+    assert v["angle_deg"] < 0.5 and v["xi_vs_true_RV"]["pearson_r_E_ge_0.5"] > 0.5
+
+
+def test_plots_without_truth_or_s16_and_with_many_stars():
+    rng = np.random.default_rng(1)
+    e, xi = rng.uniform(0, 2, 5000), rng.standard_normal(5000)
+    fig = PV.plot_xi_vs_e(e, xi, None)  # a density above 3000 stars, one panel
+    assert len(fig.axes) == 1 and len(fig.axes[0].collections) == 2  # hexbin, 16-84% band
+    fig = PV.plot_slopes_across_xi({x: {"gri": 1.0 + 0.1 * x, "riz": 1.0} for x in RV.XI_VALUES})
+    assert len(fig.axes[0].lines) == len(RV.XI_VALUES)
