@@ -164,7 +164,9 @@ def xi_vs_truth(xi, true_rv, e) -> dict[str, Any]:
 def variation_context(emu, cat, diag, ctx, *, chunk_size: int = 8192) -> dict[str, Any]:
     """Everything the K = 2 figures and summary need; ``ctx`` is the report's shared
     context (``theta0``, ``cat_sub``, ``s16``; the theory reason is added to its
-    ``theory_reasons`` under ``variation_R1``)."""
+    ``theory_reasons`` under ``variation_R1``). ``cat`` is unused (the stars are
+    ``ctx["cat_sub"]``, those of ``diag``); it keeps the report's step signature."""
+    from bayesdsm.diagnostics import learned_reddening_slopes
     from bayesdsm.passband_extinction import S16_TRIPLETS
 
     geo = r1_geometry(emu, ctx["theta0"], diag.theta)
@@ -180,8 +182,6 @@ def variation_context(emu, cat, diag, ctx, *, chunk_size: int = 8192) -> dict[st
                      E_source=e_key or "posterior mean")  # fmt: skip
         truth["stats"] = xi_vs_truth(post["xi"], truth["true_RV"], e)
     triplets = [t for t in S16_TRIPLETS if all(b in emu.bands for b in t)]
-    from bayesdsm.diagnostics import learned_reddening_slopes
-
     slopes = {
         x: learned_reddening_slopes(emu.bands, geo["R0"] + x * geo["R1"], triplets)
         for x in XI_VALUES
