@@ -24,7 +24,7 @@ __all__ = [
     "E_MIN_PEARSON",
     "E_EDGES",
     "theory_direction",
-    "theory_variation",
+    "theory_perp_direction",
     "r1_geometry",
     "xi_posteriors",
     "xi_vs_truth",
@@ -64,7 +64,7 @@ def theory_direction(bands, teff: float, *, sigma_rv: float = SIGMA_RV) -> np.nd
     return d / (2 * _DRV) * sigma_rv
 
 
-def theory_variation(bands, teff: float, r0, *, sigma_rv: float = SIGMA_RV) -> np.ndarray:
+def theory_perp_direction(bands, teff: float, r0, *, sigma_rv: float = SIGMA_RV) -> np.ndarray:
     """:func:`theory_direction` orthogonalised against ``r0`` (B,): the part of the R₁
     that R(V) ~ N(3.1, σ²) dust would teach which changes colours."""
     from bayesdsm.variation import orthogonal_part
@@ -74,7 +74,7 @@ def theory_variation(bands, teff: float, r0, *, sigma_rv: float = SIGMA_RV) -> n
 
 def r1_geometry(emu, theta0, thetas=None) -> dict[str, Any]:
     """R₁ at ``theta0`` (3,) and (16, 50, 84)% over ``thetas`` (N, 3); its part
-    orthogonal to R₀(θ₀); the F99 direction (:func:`theory_variation`, at θ₀'s Teff) with
+    orthogonal to R₀(θ₀); the F99 direction (:func:`theory_perp_direction`, at θ₀'s Teff) with
     the angle [deg] and length ratio (learned / F99) of the two orthogonal parts.
 
     Keys: R0, R1, R1_pct (3, B) or None, R1_perp, theory_perp or None, angle_deg,
@@ -98,7 +98,7 @@ def r1_geometry(emu, theta0, thetas=None) -> dict[str, Any]:
     out = dict(R0=r0, R1=r1, R1_pct=pct, R1_perp=perp, theory_perp=None, theory_reason=None)
     out.update(angle_deg=np.nan, length_ratio=np.nan)
     try:
-        th_perp = theory_variation(emu.bands, float(theta0[0]), r0)
+        th_perp = theory_perp_direction(emu.bands, float(theta0[0]), r0)
     except Exception as err:  # noqa: BLE001 - unknown band, optional dependencies
         out["theory_reason"] = f"{type(err).__name__}: {err}"
         return out
