@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bayesdsm import diagnostics as D
+from bayesdsm import plot_variation as PV
+from bayesdsm import report_variation as RV
 from bayesdsm._util import atomic_path
 from bayesdsm.catalog import Catalog
 from bayesdsm.emulator import Emulator
@@ -511,6 +513,10 @@ def make_report(
         reddening: ``"fit"`` (Eq. 8-9, the paper's choice) or ``"prior"``; see
             :mod:`bayesdsm.diagnostics`.
         progress: show tqdm bars.
+
+    A model with two extinction components (K = 2) adds the figures and
+    ``summary["variation"]`` of :mod:`bayesdsm.report_variation` and
+    :mod:`bayesdsm.plot_variation`.
     """
     t0 = time.perf_counter()
     emu, v0, h0, desc = resolve_model(model)
@@ -532,6 +538,9 @@ def make_report(
     timing = {"diagnostics": t_diag, "context": time.perf_counter() - t0 - t_diag}
     figures, skipped = {}, {}
     steps = _figure_steps(emu, catalog, diag, validity, history, ctx)
+    if emu.n_components == 2:  # issue 20: R₁ against F99, slopes across ξ, ξ̂ against E
+        vctx = RV.variation_context(emu, catalog, diag, ctx)
+        steps += PV.figure_steps(vctx, _Skip)
     it = steps
     if progress:
         from tqdm.auto import tqdm
@@ -569,6 +578,7 @@ def make_report(
             }
             for k, v in ctx["slopes_mean"].items()
         },
+        **({"variation": RV.variation_summary(vctx)} if emu.n_components == 2 else {}),
         "theory_curves_missing": ctx["theory_reasons"],
         "figures": {k: p.name for k, p in figures.items()},
         "skipped": skipped,
@@ -609,6 +619,7 @@ _CAPTIONS = {
     "fig13_validity": "Fig. 13: scores against the training density (parallax density "
     "for M_G); dashed: the 1e-3 and 1e-2 thresholds.",
     "training_history": "Training history per iteration.",
+    **PV.CAPTIONS,
 }
 
 
