@@ -35,7 +35,7 @@ __all__ = [
 #: σ(R(V)) scaling the F99 ∂A/∂R(V) direction (the Galactic scatter of R(V)).
 SIGMA_RV = 0.18
 #: R(V) at which the F99 derivative is taken, and the half-step of its centred difference.
-RV_REF, _DRV = 3.1, 0.1
+RV_REF = 3.1
 #: ξ values of the slopes figure.
 XI_VALUES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 #: A ξ posterior sd above this is prior-dominated (the prior is N(0, 1)).
@@ -51,17 +51,15 @@ def _fmt(x):
 
 def theory_direction(bands, teff: float, *, sigma_rv: float = SIGMA_RV) -> np.ndarray:
     """F99 ∂A/∂R(V) at R(V) = 3.1 per unit E(B-V) (B,) [mag per mag of E per unit R(V)],
-    times ``sigma_rv``: passband × blackbody at ``teff`` [K], centred difference with
-    ΔR(V) = ±0.1 (:func:`bayesdsm.passband_extinction.band_R_grid`).
+    times ``sigma_rv``: passband × blackbody at ``teff`` [K]
+    (:func:`bayesdsm.variation.theory_variation`).
 
     Raises whatever :mod:`bayesdsm.passband_extinction` raises for an unknown band or a
     missing optional dependency.
     """
-    from bayesdsm.passband_extinction import band_R_grid
+    from bayesdsm.variation import theory_variation
 
-    rv = [RV_REF - _DRV, RV_REF + _DRV]
-    d = np.array([np.diff(band_R_grid([float(teff)], b, r_v=rv)[0])[0] for b in bands])
-    return d / (2 * _DRV) * sigma_rv
+    return theory_variation(bands, teff, r_v=RV_REF)[1] * sigma_rv
 
 
 def theory_perp_direction(bands, teff: float, r0, *, sigma_rv: float = SIGMA_RV) -> np.ndarray:
