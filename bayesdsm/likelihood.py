@@ -254,31 +254,45 @@ def colour_scores(
               Cov(r) = C_n S⁻¹ C_n = C_n - σ_post² R Rᵀ (Sherman-Morrison). Scored with
               C_m instead, colours whose variance the σ_E R term dominates come out
               narrower than ±1 even for a perfect model.
+
+    With K = 2, ξ ~ N(0, 1) is integrated out (x xᵀ added to C_m and C_n, x =
+    :func:`variation_direction` at Ê), and the fitted Ê is :func:`extinction_posterior`'s.
     """
     ebv = star.ebv if ebv is None else ebv
     ebv_err = star.ebv_err if ebv_err is None else ebv_err
+    k2 = emu.n_components == 2
     if fit_reddening:
         prior_err = ebv_err
-        ebv = jnp.maximum(reddening_posterior(emu, star, ebv, ebv_err)[0], 0.0)
+        fit = extinction_posterior if k2 else reddening_posterior
+        ebv = jnp.maximum(fit(emu, star, ebv, ebv_err)[0], 0.0)
         ebv_err = jnp.ones_like(ebv_err)
     m, R = model_magnitudes(emu, star.theta, ebv)
     cov = star_covariance(emu, star, ebv=ebv, ebv_err=ebv_err)
+    # K = 2: ξ ~ N(0, 1) integrated, the covariance gains x xᵀ
+    x = variation_direction(emu, star.theta, ebv) * star.mask if k2 else None
     if fit_reddening:
         cov = cov._replace(U=cov.U.at[:, 3].set(0.0))  # C_n: C_m at Ê without σ_E² R Rᵀ
-        post_var = 1.0 / (quadform(cov, (R * star.mask)[:, None])[0, 0] + prior_err**-2)
+        if k2:  # Rᵀ (C_n + x xᵀ)⁻¹ R by Sherman-Morrison
+            q = quadform(cov, jnp.stack([R * star.mask, x], axis=1))
+            rcr = q[0, 0] - q[0, 1] ** 2 / (1.0 + q[1, 1])
+        else:
+            rcr = quadform(cov, (R * star.mask)[:, None])[0, 0]
+        post_var = 1.0 / (rcr + prior_err**-2)
     if pairs is None:
-        x, y = jnp.arange(1, star.mag.shape[0]), jnp.zeros(star.mag.shape[0] - 1, int)
+        i, j = jnp.arange(1, star.mag.shape[0]), jnp.zeros(star.mag.shape[0] - 1, int)
     else:
-        x, y = pairs[:, 0], pairs[:, 1]
+        i, j = pairs[:, 0], pairs[:, 1]
     d = (star.mag - m) * star.mask
     # colour variance from the finite part of C_m: diag + J C_θ Jᵀ + σ_E² R Rᵀ
     var_m = jnp.where(star.mask > 0, star.mag_err**2, 0.0)
     Uf = cov.U[:, :4] / jnp.sqrt(cov.sinv[:4])[None, :]
-    var_c = var_m[x] + var_m[y] + jnp.sum((Uf[x] - Uf[y]) ** 2, axis=1)
+    var_c = var_m[i] + var_m[j] + jnp.sum((Uf[i] - Uf[j]) ** 2, axis=1)
+    if k2:
+        var_c = var_c + (x[i] - x[j]) ** 2
     if fit_reddening:
-        var_c = var_c - post_var * (R[x] - R[y]) ** 2
-    ok = (star.mask[x] > 0) & (star.mask[y] > 0)
-    return jnp.where(ok, (d[x] - d[y]) / jnp.sqrt(jnp.where(ok, var_c, 1.0)), jnp.nan)
+        var_c = var_c - post_var * (R[i] - R[j]) ** 2
+    ok = (star.mask[i] > 0) & (star.mask[j] > 0)
+    return jnp.where(ok, (d[i] - d[j]) / jnp.sqrt(jnp.where(ok, var_c, 1.0)), jnp.nan)
 
 
 def frozen_whitening(emu: Emulator, star: StarData, *, gradients=True, extinction=True):

@@ -359,3 +359,43 @@ def test_green2020_import_has_one_component(green2020_dir, tmp_path):
     assert read_header(path)["emulator"]["n_components"] == 1
     cols = predict_table(load_model(path), np.array([[5000.0, 4.5, 0.0]]))
     assert "R_G" in cols and not any(c.startswith("R1_") for c in cols)
+
+
+def test_fitted_scores_are_standard_normal_for_stars_with_xi(key):
+    """Stars drawn from a K = 2 model (ξ ~ N(0, 1), E from its prior, honest errors):
+    the fitted scores' 16/50/84th percentiles are -1/0/+1; scored as if K = 1 (ξ ignored)
+    they are too wide."""
+    from bayesdsm.emulator import absolute_magnitudes
+    from bayesdsm.likelihood import colour_scores
+
+    rng = np.random.default_rng(13)
+    n = 3000
+    with jax.enable_x64(True):
+        emu = k2_emulator(key, r1_scale=0.4)
+        st = random_stars(rng, n, p_missing=0.2, p_parallax=1.0)
+        prior, prior_err = rng.uniform(0.3, 1.0, n), rng.uniform(0.05, 0.2, n)
+        ebv = np.maximum(prior + prior_err * rng.normal(size=n), 0.0)
+        xi = rng.normal(size=n)
+        th = jnp.asarray(st.theta)
+        M = jax.vmap(absolute_magnitudes, in_axes=(None, 0))(emu, th)
+        R = jax.vmap(extinction_vector, in_axes=(None, 0, 0))(emu, th, jnp.asarray(xi))
+        mu = rng.uniform(8, 12, n)
+        mag = np.asarray(M) + np.asarray(R) * ebv[:, None] + mu[:, None]
+        mag = mag + st.mag_err * rng.normal(size=mag.shape)
+        st = st._replace(mag=np.where(st.mask > 0, mag, 0.0), ebv=prior, ebv_err=prior_err,
+                         theta_chol=np.zeros_like(st.theta_chol),
+                         mu=mu + st.sigma_mu * rng.normal(size=n))  # fmt: skip
+        jst = jax.tree_util.tree_map(jnp.asarray, st)
+        fitted = jax.jit(jax.vmap(lambda s: colour_scores(emu, s, fit_reddening=True)))(jst)
+        k1 = eqx_k1(emu)
+        ignored = jax.jit(jax.vmap(lambda s: colour_scores(k1, s, fit_reddening=True)))(jst)
+    p_fit = np.nanpercentile(np.asarray(fitted), [16, 50, 84])
+    p_k1 = np.nanpercentile(np.asarray(ignored), [16, 50, 84])
+    np.testing.assert_allclose(p_fit, [-1.0, 0.0, 1.0], atol=0.06)
+    assert p_k1[2] - p_k1[0] > 2.3, p_k1
+
+
+def eqx_k1(emu):
+    """The same emulator without its second component (K = 1)."""
+    arrays = {k: v for k, v in emulator_arrays(emu).items() if not k.startswith("R1_")}
+    return emulator_from_arrays(dataclasses.replace(emu.config, n_components=1), arrays)
