@@ -5,8 +5,11 @@
   configurable width and activation (default 2×32 sigmoid, as released), linear output.
 * :class:`ExtinctionLayer` gives R(θ) = exp(W θ_n + b) > 0 (A_band = E · R_band).
 * With ``n_components=2`` (the paper's Eq. 20 with K = 2), a second, linear layer gives
-  R₁(θ) = W₁ θ_n + b₁ (any sign), and A = E (R(θ) + ξ R₁(θ)) with a per-star ξ of prior
-  N(0, 1): R is the population's mean curve and R₁ its spread per unit σ of ξ.
+  the relative variation ρ(θ) = W₁ θ_n + b₁ (any sign) and R₁(θ) = R(θ) ρ(θ), and
+  A = E (R(θ) + ξ R₁(θ)) with a per-star ξ of prior N(0, 1): R is the population's mean
+  curve and R₁ its spread per unit σ of ξ. Relative, because extinction curves vary by a
+  fraction of A in every band; an absolute R₁ let the data's weak constraint in the
+  infrared bands (small R) fill R₁ with infrared terms (BENCHMARKS.md, issue 20).
 * :class:`Emulator` bundles them; ``emu(theta) -> (BM, R)`` is for ONE star. Batches go
   through :func:`batched`, the one place where the emulator is vmapped.
 
@@ -67,7 +70,7 @@ class EmulatorConfig:
         hidden: widths of the stellar network's hidden layers (released: (32, 32)).
         activation: hidden-layer activation, one of sigmoid, tanh, relu, gelu, softplus, silu.
         n_components: K, the extinction vectors: 1 (R(θ), the paper's model) or 2
-            (R(θ) and the variation R₁(θ), with a per-star ξ ~ N(0, 1)).
+            (R(θ) and the variation R₁(θ) = R(θ) ρ(θ), with a per-star ξ ~ N(0, 1)).
     """
 
     bands: tuple[str, ...] = ("G", "BP", "RP", "g", "r", "i", "z", "y", "J", "H", "Ks", "W1", "W2")
@@ -152,8 +155,8 @@ class Emulator(eqx.Module):
         stellar: the stellar network, θ_n ↦ B·M.
         extinction: the extinction layer, θ_n ↦ R.
         bands: band names (static); the first is the reference band.
-        variation: the second extinction component's linear layer, θ_n ↦ R₁ (K = 2), or
-            None (K = 1); see :func:`extinction_variation`.
+        variation: the second extinction component's linear layer, θ_n ↦ ρ with
+            R₁ = R ρ (K = 2), or None (K = 1); see :func:`extinction_variation`.
     """
 
     normalizer: ThetaNormalizer
@@ -214,9 +217,9 @@ def init_emulator(
 
     The extinction layer starts at W = 0 and b = log(R₀) with a smooth, positive R₀ that
     falls with wavelength, so that training starts from a plausible reddening vector.
-    With K = 2 the variation R₁ starts at W₁ = 0 and b₁ = 0.1 · (a zero-mean linear ramp
-    over the bands): not zero, since R₁ = 0 is a stationary point of the ξ-marginal
-    likelihood (:func:`bayesdsm.likelihood.chi2_profiled`).
+    With K = 2 the relative variation ρ starts at W₁ = 0 and b₁ = 0.01 · (a zero-mean
+    linear ramp over the bands): small, but not zero, since R₁ = 0 is a stationary point
+    of the ξ-marginal likelihood (:func:`bayesdsm.likelihood.chi2_profiled`).
     Defaults of the normaliser are the released model's (``green2020_theta_normalization``).
     """
     n_out = len(config.bands)
@@ -230,7 +233,7 @@ def init_emulator(
     r0 = jnp.linspace(3.0, 0.2, n_out, dtype=dtype)
     variation = None
     if config.n_components == 2:
-        ramp = 0.1 * jnp.linspace(-1.0, 1.0, n_out, dtype=dtype)
+        ramp = 0.01 * jnp.linspace(-1.0, 1.0, n_out, dtype=dtype)
         variation = Linear(jnp.zeros((n_out, 3), dtype), ramp)
     return Emulator(
         normalizer=ThetaNormalizer(jnp.asarray(theta_median, dtype), jnp.asarray(theta_std, dtype)),
@@ -250,14 +253,16 @@ def absolute_magnitudes(emu: Emulator, theta):
 
 
 def extinction_variation(emu: Emulator, theta):
-    """R₁(θ) (n_bands,) for one star: the second extinction component (K = 2).
+    """R₁(θ) = R(θ) ρ(θ) (n_bands,) for one star: the second extinction component
+    (K = 2), ρ = W₁ θ_n + b₁ its relative size per band.
 
     Raises:
         ConfigError: the emulator has one component (K = 1).
     """
     if emu.variation is None:
         raise ConfigError("this emulator has one extinction component (K = 1): no R₁")
-    return emu.variation(emu.normalizer(theta))
+    theta_n = emu.normalizer(theta)
+    return emu.extinction(theta_n) * emu.variation(theta_n)
 
 
 def reddening(emu: Emulator, R, ebv):
@@ -328,7 +333,8 @@ def emulator_arrays(emu: Emulator) -> dict[str, jax.Array]:
 
     Names: ``theta_median``, ``theta_std``, ``hidden_<i>_kernel``/``_bias`` for the
     hidden layers, ``output_kernel``/``_bias`` (the B·M layer), ``R_kernel``/``R_bias``,
-    ``R_curvature``, and with K = 2 ``R1_kernel``/``R1_bias``. Kernels are (out, in).
+    ``R_curvature``, and with K = 2 ``R1_kernel``/``R1_bias`` (of ρ, R₁ = R ρ). Kernels are
+    (out, in).
     """
     out = {"theta_median": emu.normalizer.median, "theta_std": emu.normalizer.std}
     *hidden, last = emu.stellar.layers

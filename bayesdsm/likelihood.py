@@ -413,10 +413,11 @@ def extinction_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):
 
     The magnitudes are linear in (E, η) with η = E ξ: m = M + μ + E R + η R₁ (exactly, for
     linear extinction; linearised at E₀ with the curvature). Priors: E ~ N(E₀, σ₀²) and
-    η ~ N(0, τ²), τ the star's E from the 1-D update (:func:`reddening_posterior`, at
-    least 0), which is ξ ~ N(0, 1) with ξ's scale E taken at that estimate. Then
-    ξ = η / E at the posterior mean of E, its variance by the delta method. Where that
-    E or τ is below 1e-3 mag, ξ is η / τ (its prior N(0, 1) when τ = 0).
+    η ~ N(0, τ²), which is ξ ~ N(0, 1) with ξ's scale E taken at an estimate τ ≥ 0: the
+    posterior mean of E from a first solve with τ the larger of E₀ and the 1-D update's E
+    (:func:`reddening_posterior`). Then ξ = η / E at the posterior mean of E, its
+    variance by the delta method. Where that E or τ is below 1e-3 mag, ξ is η / τ (its
+    prior N(0, 1) when τ = 0).
 
     Returns:
         (E mean, ξ mean, (var E, cov(E, ξ), var ξ)), unclipped.
@@ -443,12 +444,17 @@ def _update1(emu, star, M, R, dM, prior_mean, prior_err):
 def _posterior2(emu, star, M, R, dM, prior_mean, prior_err):
     """:func:`extinction_posterior` from one Jacobian pass."""
     e1, _, cov0, slope0, r0 = _update1(emu, star, M, R, dM, prior_mean, prior_err)
-    tau = jnp.maximum(e1, 0.0)
-    x = variation_direction(emu, star.theta, tau, R) * star.mask  # τ ∂A/∂η: coefficient η/τ
-    q = quadform(cov0, jnp.stack([slope0 * star.mask, x, r0], axis=1))
-    _, _, (de, c), (v11, v12, v22) = _gauss2(
-        q[0, 0] + 1.0 / prior_err**2, q[0, 1], q[1, 1] + 1.0, q[0, 2], q[1, 2]
-    )
+
+    def solve(tau):
+        x = variation_direction(emu, star.theta, tau, R) * star.mask  # τ ∂A/∂η: coef. η/τ
+        q = quadform(cov0, jnp.stack([slope0 * star.mask, x, r0], axis=1))
+        return _gauss2(q[0, 0] + 1.0 / prior_err**2, q[0, 1], q[1, 1] + 1.0, q[0, 2], q[1, 2])
+
+    # η's prior scale: the larger of the prior's and the 1-D update's E (a ξ R₁ with a
+    # part along R can pull the 1-D E to 0), then once more at the 2-D solution's E
+    tau = jnp.maximum(jnp.maximum(e1, prior_mean), 0.0)
+    tau = jnp.maximum(prior_mean + solve(tau)[2][0], 0.0)
+    _, _, (de, c), (v11, v12, v22) = solve(tau)
     e = prior_mean + de
     ok = (e > 1e-3) & (tau > 1e-3)
     u = jnp.where(ok, tau / jnp.where(ok, e, 1.0), 1.0)  # ξ = (η/τ)(τ/E)

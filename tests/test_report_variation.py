@@ -29,11 +29,13 @@ NEW = ("variation_R1", "fig11_slopes_across_xi", "xi_vs_E")
 
 
 def k2_emulator(r1, key=3):
-    """The K = 1 test emulator's weights with a constant R₁ = ``r1`` (W₁ = 0)."""
+    """The K = 1 test emulator's weights with a constant R₁ = ``r1`` (W₁ = 0; R is
+    constant too, W = 0, so ρ = r1 / R)."""
     emu = init_emulator(jax.random.PRNGKey(key), EmulatorConfig(n_components=2))
     arrays = dict(emulator_arrays(emu))
     arrays["R1_kernel"] = jnp.zeros_like(arrays["R1_kernel"])
-    arrays["R1_bias"] = jnp.asarray(r1, jnp.float32)
+    rho = np.asarray(r1) / np.exp(np.asarray(arrays["R_bias"], np.float64))
+    arrays["R1_bias"] = jnp.asarray(rho, jnp.float32)
     return emulator_from_arrays(EmulatorConfig(n_components=2), arrays, jnp.float32)
 
 

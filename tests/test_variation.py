@@ -49,8 +49,9 @@ def k2_emulator(key, dtype=jnp.float64, r1_scale=0.3):
 
 
 def np_r1(w, theta):
+    """R₁ = R ρ with ρ = W₁ θ_n + b₁, in NumPy."""
     x = (np.asarray(theta, np.float64) - w["theta_median"]) / w["theta_std"]
-    return w["R1_kernel"] @ x + w["R1_bias"]
+    return forward(w, theta)[1] * (w["R1_kernel"] @ x + w["R1_bias"])
 
 
 @pytest.fixture
@@ -206,15 +207,22 @@ def test_extinction_posterior_matches_dense_linear_gaussian(setup):
         Cu, br = C[np.ix_(used, used)], (B @ R)[used]
         d = (dc - e0 * B @ R)[used]
         e1 = e0 + br @ np.linalg.solve(Cu, d) / (br @ np.linalg.solve(Cu, br) + s0**-2)
-        tau = max(e1, 0.0)
+        # linear in (E, η = E ξ) with η's prior N(0, τ²); τ from max(E₀, e1), then from
+        # the first solve's E
+        A = np.stack([B @ R, B @ np_r1(w, s.theta)], 1)[used]
+
+        def solve(tau, A=A, Cu=Cu, d=d, s0=s0):
+            P = np.diag([s0**-2, 1.0 / tau**2]) + A.T @ np.linalg.solve(Cu, A)
+            cov = np.linalg.inv(P)
+            return cov, cov @ (A.T @ np.linalg.solve(Cu, d))
+
+        tau = max(e1, e0, 0.0)
+        if tau > 1e-3:
+            tau = max(e0 + solve(tau)[1][0], 0.0)
         if tau <= 1e-3:  # no scale for ξ: its prior
             assert float(xi[i]) == pytest.approx(0.0, abs=1e-9) and float(vxi[i]) == 1.0
             continue
-        # linear in (E, η = E ξ) with η's prior N(0, τ²)
-        A = np.stack([B @ R, B @ np_r1(w, s.theta)], 1)[used]
-        P = np.diag([s0**-2, 1.0 / tau**2]) + A.T @ np.linalg.solve(Cu, A)
-        cov = np.linalg.inv(P)
-        de, eta = cov @ (A.T @ np.linalg.solve(Cu, d))
+        cov, (de, eta) = solve(tau)
         E = e0 + de
         if E <= 1e-3:
             continue
