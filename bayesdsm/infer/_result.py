@@ -24,9 +24,11 @@ FLAGS = (
 #: measured as the half width (p84 − p16) / 2 of its central 68% interval (the s.d. of
 #: a Gaussian), exceeds this: 1/√2 of its N(0, 1) prior's, i.e. the posterior variance
 #: is more than half the prior's, so the prior carries more information on ξ than the
-#: data (Fisher information of the data < 1, the prior's). Measured on stars with
-#: E ≤ 0.1 (a ±0.3 mag R₁, 13 bands of σ 0.03 mag, Ê = 0.05 ± 0.05): s.d. 0.74-0.92, so
-#: a bar at 0.9 left half of them unflagged; strongly reddened stars (E ~ 1): 0.1-0.3.
+#: data (Fisher information of the data < 1, the prior's). Measured (whitened HMC) on
+#: stars with 0 ≤ E ≤ 0.1 under a ±0.3 mag R₁ and Ê = 0.05 ± 0.05: s.d. 0.76-1.02 with
+#: 13 bands of σ 0.05 mag (24 stars, all flagged; a bar at 0.9 would leave 9 of them
+#: unflagged), 0.66-0.95 with σ 0.03 mag (16 stars, 2 below 1/√2); strongly reddened
+#: stars (E ~ 1) have s.d. well below 0.5 (tests/infer/test_xi.py).
 XI_PRIOR_SD = float(np.sqrt(0.5))
 
 
