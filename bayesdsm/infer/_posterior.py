@@ -178,7 +178,8 @@ class Posterior(eqx.Module):
         return jnp.concatenate([th, jnp.stack(rest)])
 
     def predicted(self, z):
-        """M(θ) + μ + E R(θ) (B,) for one star."""
+        """M(θ) + μ + A (B,) for one star: A = E R(θ), or E (R(θ) + ξ R₁(θ)) for K = 2
+        (plus the curvature term if fitted)."""
         return self._parts(z)[3]
 
     def residuals(self, z, star: StarArrays):
