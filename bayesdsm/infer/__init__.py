@@ -1,4 +1,5 @@
-"""Per-star posteriors p(θ, μ, E | photometry, parallax, reddening prior).
+"""Per-star posteriors p(θ, μ, E | photometry, parallax, reddening prior), and of ξ, the
+weight of the second extinction component, for a two-component model (K = 2).
 
 Layers: prior pieces (:class:`ThetaDensityPrior`, :func:`log_volume_prior`, ...; the
 Galactic prior is :func:`bayesdsm.galaxy.log_galactic_prior`) → :class:`Posterior` (one
@@ -17,7 +18,7 @@ from bayesdsm.infer._cascade import infer_arrays, warm_up
 from bayesdsm.infer._config import InferConfig
 from bayesdsm.infer._inputs import build_posterior, star_arrays, star_keys
 from bayesdsm.infer._laplace import STARTS, LaplaceModes, find_modes
-from bayesdsm.infer._posterior import PARAMS, Posterior, StarArrays, star_model
+from bayesdsm.infer._posterior import PARAMS, PARAMS_XI, Posterior, StarArrays, star_model
 from bayesdsm.infer._prior_draws import (
     draw_density_theta,
     draw_prior_truth,
@@ -31,7 +32,7 @@ from bayesdsm.infer._priors import (
     log_flat_theta_prior,
     log_volume_prior,
 )
-from bayesdsm.infer._result import FLAGS
+from bayesdsm.infer._result import FLAGS, XI_PRIOR_SD
 from bayesdsm.infer._run import infer_catalog, nuts_one_star, run_inference
 from bayesdsm.infer._sample import (
     importance_sample,
@@ -47,7 +48,9 @@ __all__ = [
     # configuration and the one-star model
     "InferConfig",
     "PARAMS",
+    "PARAMS_XI",
     "FLAGS",
+    "XI_PRIOR_SD",
     "Posterior",
     "StarArrays",
     "star_model",

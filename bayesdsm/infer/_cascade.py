@@ -42,7 +42,7 @@ from bayesdsm.infer._mcmc import cascade_tiers, chain_modes, run_mcmc
 from bayesdsm.infer._padding import pad_size
 from bayesdsm.infer._posterior import Posterior, StarArrays
 from bayesdsm.infer._psis import group_mass, psis_on_mcmc, psis_tier, slot_mass
-from bayesdsm.infer._result import Result
+from bayesdsm.infer._result import Result, xi_prior_dominated
 
 __all__ = ["infer_arrays", "warm_up"]
 
@@ -58,7 +58,8 @@ def infer_arrays(
         ids: (N,) int64 star ids (``source_id`` or global row index) for the PRNG keys.
         config: :class:`InferConfig` (its ``seed`` is the global seed).
         flags: optional (N,) list of sets of input flags (from :func:`star_arrays`).
-        keep_draws: if > 0, also return (N, keep_draws, 6) equal-weight posterior draws.
+        keep_draws: if > 0, also return (N, keep_draws, P) equal-weight posterior draws of
+            ``post.params`` (P = 6, or 7 with ξ for a two-component model).
     Returns:
         dict of (N,) NumPy columns (see :func:`bayesdsm.infer.infer_catalog`), and the
         draws array when ``keep_draws``.
@@ -66,7 +67,7 @@ def infer_arrays(
     n = len(ids)
     flags = [set(f) for f in flags] if flags is not None else [set() for _ in range(n)]
     if n == 0:  # an empty partition: the same columns, no rows
-        res = Result(0, keep_draws, config.seed)
+        res = Result(0, keep_draws, config.seed, post.params)
         cols = dict(res.cols, flags=np.array([], object), converged=np.zeros(0, bool))
         return (cols, res.draws) if keep_draws else cols
     m = pad_size(n) if n < config.batch_size else int(np.ceil(n / 256) * 256)
@@ -74,7 +75,7 @@ def infer_arrays(
     js = StarArrays(*(np.asarray(a)[sel] for a in stars)).astype(post.dtype)
     keys = star_keys(config.seed, np.asarray(ids)[sel])
     modes = find_modes(post, js, config.n_starts, config.map_steps, config.mode_barrier)
-    res = Result(n, keep_draws, config.seed)
+    res = Result(n, keep_draws, config.seed, post.params)
     standing, mass, prop = psis_tier(post, js, modes, keys, config, n, res)
     mode_mass = group_mass(mass, modes.group, n)
     nm = np.sum(mode_mass >= config.min_mode_weight, 1)
@@ -109,7 +110,7 @@ def _mcmc_tiers(post, js, modes, prop, keys, config, todo, res, mode_mass, nm):
         last = (todo, phys, zs, ndiv)
         c, d = phys.shape[1], phys.shape[2]
         wd = np.repeat(wc[:, :, None] / d, d, axis=2).reshape(len(todo), c * d)
-        res.set_draws(todo, phys.reshape(len(todo), c * d, 6), wd, tier.name)
+        res.set_draws(todo, phys.reshape(len(todo), c * d, phys.shape[-1]), wd, tier.name)
         res.cols["rhat_max"][todo], res.cols["ess_min"][todo] = rhat, ess
         res.cols["n_divergent"][todo] = ndiv.sum(1)
         res.met[todo[ok]] = True
@@ -143,7 +144,8 @@ def _mcmc_tiers(post, js, modes, prop, keys, config, todo, res, mode_mass, nm):
 
 def _checks(post, js, modes, config, res, mode_mass, nm, flags):
     """The table's columns: ``res``'s, the per-star checks at the best mode (χ²/dof,
-    training density), modes, flags and ``converged``."""
+    training density), modes, flags (``xi_prior_dominated`` from ξ's quantiles, for a
+    two-component model) and ``converged``."""
     n = len(flags)
     cols = res.cols
     best = np.argmax(np.asarray(modes.log_weight), 1)
@@ -158,7 +160,10 @@ def _checks(post, js, modes, config, res, mode_mass, nm, flags):
     k_modes = mode_mass.shape[1]
     cols["mode_weight_2"] = np.sort(mode_mass, 1)[:, -2] if k_modes > 1 else np.zeros(n)
     conv = np.asarray(modes.converged)[:n]
+    xi_prior = xi_prior_dominated(cols)
     for r in range(n):
+        if xi_prior[r]:
+            flags[r].add("xi_prior_dominated")
         if nm[r] >= 2:
             flags[r].add("multimodal")
         if not conv[r]:

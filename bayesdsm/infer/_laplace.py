@@ -53,10 +53,11 @@ class LaplaceModes(NamedTuple):
     """Per-star modes (leading axes: stars, K = n_starts slots).
 
     Attributes:
-        z: (N, K, 5) mode locations (duplicates and failures have ``valid`` False).
+        z: (N, K, D) mode locations (duplicates and failures have ``valid`` False); D =
+            :attr:`Posterior.ndim` (5, or 6 with ξ).
         logp: (N, K) ln p at the mode.
-        scale: (N, K, 5, 5) S with Σ = S Sᵀ (whitening: z = z_k + S x).
-        inv_scale: (N, K, 5, 5) S⁻¹.
+        scale: (N, K, D, D) S with Σ = S Sᵀ (whitening: z = z_k + S x).
+        inv_scale: (N, K, D, D) S⁻¹.
         log_weight: (N, K) normalised ln Laplace mode weight (−inf where not valid).
         valid: (N, K) bool.
         converged: (N,) bool: at least one start converged to a local maximum.
@@ -75,8 +76,9 @@ class LaplaceModes(NamedTuple):
 
 
 def initial_points(post: Posterior, star: StarArrays, n_starts: int):
-    """(n_starts, 5) starting z for one star: θ from :data:`STARTS`, E from the prior
-    (or 0.1), μ the weighted mean of m̂ − M(θ) − E R over observed bands (else from ϖ̂)."""
+    """(n_starts, D) starting z for one star: θ from :data:`STARTS`, E from the prior
+    (or 0.1), ξ = 0 (its prior mean; K = 2), μ the weighted mean of m̂ − M(θ) − E R over
+    observed bands (else from ϖ̂)."""
     dtype = post.dtype
     ebv0 = jnp.where(star.ebv_mask, jnp.clip(star.ebv, 0.02, 3.0), 0.1).astype(dtype)
     binv = jnp.asarray(b_matrix_inverse(post.emulator.n_bands), dtype)
@@ -95,13 +97,13 @@ def initial_points(post: Posterior, star: StarArrays, n_starts: int):
 
 
 def _newton(post: Posterior, star: StarArrays, z0, n_steps: int):
-    """Levenberg–Marquardt maximisation of ln p from z0 (5,).
+    """Levenberg–Marquardt maximisation of ln p from z0 (D,).
 
     The likelihood and Gaussian prior terms are least squares (−½|r|²): their curvature
     is JᵀJ (J = ∂r/∂z by forward mode); the other prior terms add their gradient only.
     Returns (z, ln p, gradient of −ln p).
     """
-    eye = jnp.eye(5, dtype=z0.dtype)
+    eye = jnp.eye(z0.shape[-1], dtype=z0.dtype)
     rest_grad = jax.value_and_grad(lambda z: post.log_prior_rest(z, star))
 
     def lin(z):
@@ -139,7 +141,7 @@ def _groups(post, star, z, logp, valid, barrier):
     k = z.shape[0]
     iu, ju = np.triu_indices(k, 1)
     t = jnp.linspace(0.0, 1.0, 7, dtype=z.dtype)[1:-1]
-    path = z[iu, None, :] + t[None, :, None] * (z[ju, None, :] - z[iu, None, :])  # (P, 5, 5)
+    path = z[iu, None, :] + t[None, :, None] * (z[ju, None, :] - z[iu, None, :])  # (P, 5, D)
     lp_path = jax.vmap(jax.vmap(lambda q: post(q, star)))(path)
     low = jnp.min(jnp.where(jnp.isfinite(lp_path), lp_path, -jnp.inf), axis=-1)
     pair = (low >= jnp.minimum(logp[iu], logp[ju]) - barrier) & valid[iu] & valid[ju]
@@ -193,7 +195,7 @@ def _one_star_modes(
         (logp[:, None] == logp[None, :])
         & (jnp.arange(n_starts)[:, None] < jnp.arange(n_starts)[None, :])
     )
-    dz = z[:, None, :] - z[None, :, :]  # (i, j, 5)
+    dz = z[:, None, :] - z[None, :, :]  # (i, j, D)
     xi = jnp.einsum("iab,ijb->ija", inv_scale, dz)
     close = jnp.sum(xi**2, axis=-1) < 9.0
     dup = jnp.any(good[:, None] & better & close, axis=0)
@@ -222,7 +224,7 @@ def find_modes(
         n_starts: starts per star (:data:`STARTS`); n_steps: damped-Newton steps.
         barrier: modes joined by a path whose ln p dips less than this [nats] below the
             lower mode form one group (see the module doc).
-        starts: optional (N, n_starts, 5) starting z per star instead of :data:`STARTS`
+        starts: optional (N, n_starts, D) starting z per star instead of :data:`STARTS`
             (e.g. where MCMC chains ended).
     Returns:
         :class:`LaplaceModes`, with modes below no weight threshold yet.

@@ -85,8 +85,9 @@ def run_mcmc(tier: Tier, post, stars, modes, mode_mass, keys, config, idx, pool=
     twice the chains and draws. The stars that reach it have a single weighty mode (the
     convergence rule), so every pooled chain starts from it.
 
-    Returns (draws (n, C, D, 6) physical, ok (n,), rhat (n,), ess (n,), ndiv (n, C), chain
-    weights (n, C), z draws (n, C, D, 5), mode slot of each chain (n, C))."""
+    Returns (draws (n, C, S, P) physical (P = len(``post.params``)), ok (n,), rhat (n,),
+    ess (n,), ndiv (n, C), chain weights (n, C), z draws (n, C, S, ``post.ndim``), mode
+    slot of each chain (n, C))."""
     n, c = len(idx), config.n_chains
     m = bucket(n)
     sel = idx[padded(n)]
@@ -153,7 +154,7 @@ def chain_modes(post, stars, config, rows, phys, zs, res, mode_mass, nm):
     k_keep = mode_mass.shape[1]
     for i, r in enumerate(rows):
         # each chain's mode: the valid mode nearest its last draw (Mahalanobis)
-        dz = starts[i][:, None, :] - z[i][None, :, :]  # (chain, mode, 5)
+        dz = starts[i][:, None, :] - z[i][None, :, :]  # (chain, mode, D)
         dist = np.sum(np.einsum("kab,ckb->cka", inv_scale[i], dz) ** 2, -1)
         near = np.argmin(np.where(valid[i][None, :], dist, np.inf), 1)
         g = group[i][near]  # (C,) the group of each chain
@@ -163,7 +164,7 @@ def chain_modes(post, stars, config, rows, phys, zs, res, mode_mass, nm):
             continue
         w_chain = np.array([g_mass[k] / np.sum(g == k) for k in g])
         w = np.repeat(w_chain / (w_chain.sum() * d), d)
-        draws = phys[i : i + 1].reshape(1, c * d, 6)
+        draws = phys[i : i + 1].reshape(1, c * d, phys.shape[-1])
         res.set_draws(rows[i : i + 1], draws, w[None], res.cols["method"][r])
         masses = np.sort(list(g_mass.values()))[::-1][:k_keep] / sum(g_mass.values())
         mode_mass[r] = 0.0

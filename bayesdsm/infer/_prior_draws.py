@@ -90,14 +90,20 @@ def simulate_stars(
     ebv_hat=0.2,
     ebv_err=0.1,
     bands_observed=None,
+    xi=None,
 ):
-    """StarArrays of noisy observations of the truth (θ, μ, E) under ``post``'s emulator."""
+    """StarArrays of noisy observations of the truth (θ, μ, E) under ``post``'s emulator;
+    for a two-component model (K = 2) also ξ (n,) (None: 0 for every star; draws from
+    its prior are ``rng.normal(size=n)``). ξ is refused for K = 1."""
     import jax
     import jax.numpy as jnp
 
-    z = jax.vmap(post.z_from)(
-        jnp.asarray(theta, post.dtype), jnp.asarray(mu, post.dtype), jnp.asarray(ebv, post.dtype)
-    )
+    args = [jnp.asarray(a, post.dtype) for a in (theta, mu, ebv)]
+    if xi is not None:
+        if not post.has_xi:
+            raise ValueError("xi given, but the model has one extinction component (K = 1)")
+        args.append(jnp.asarray(xi, post.dtype))
+    z = jax.vmap(post.z_from)(*args)
     pred = np.asarray(jax.vmap(post.predicted)(z), np.float64)
     n, nb = pred.shape
     mask = np.ones((n, nb), bool) if bands_observed is None else np.asarray(bands_observed)

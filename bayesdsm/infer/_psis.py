@@ -26,8 +26,8 @@ ROUND_MIX = {"laplace": 0.3, "refit": 0.1, "kernel": 0.0}
 def is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
     """One importance-sampling round for stars ``idx`` (compacted, padded:
     :func:`~bayesdsm.infer._padding.bucket`) from ``prop``, the proposal of those n stars.
-    Returns (x (n, S, 5), normalised log weights, k̂, ESS, mode slot of each draw (n, S),
-    physical draws (n, S, 6)); the slot is the drawing component's, mapped through
+    Returns (x (n, S, D), normalised log weights, k̂, ESS, mode slot of each draw (n, S),
+    physical draws (n, S, P)); the slot is the drawing component's, mapped through
     ``comp_slot`` (n, K') if given."""
     n = len(idx)
     pad = padded(n)
@@ -46,16 +46,16 @@ def is_round(post, stars, prop, keys, idx, n_draws, salt, mix, comp_slot=None):
 
 def psis_on_mcmc(post, stars, prop, keys, config, idx, zs, w_draw, chain_mode, salt):
     """A PSIS round for stars ``idx`` whose MCMC run failed the bar, from a defensive
-    kernel mixture (:func:`kernel_proposal`) on their MCMC draws zs (n, C, D, 5), weighted
-    w_draw (n, C·D), of mode slots chain_mode (n, C). Chains that have not mixed to
+    kernel mixture (:func:`kernel_proposal`) on their MCMC draws zs (n, C, D, ndim),
+    weighted w_draw (n, C·D), of mode slots chain_mode (n, C). Chains that have not mixed to
     R̂ ≤ 1.01 still trace the posterior's shape (a curved ridge, a wall) far better than
     any Laplace or moment-matched proposal; the importance weights then correct for the
     chains' imbalance, and k̂ says whether that worked.
 
-    Returns (ok (n,), physical draws (n, S, 6), weights (n, S), k̂ (n,), ESS (n,), mode
+    Returns (ok (n,), physical draws (n, S, P), weights (n, S), k̂ (n,), ESS (n,), mode
     slot of each draw (n, S))."""
     n, c, d = zs.shape[:3]
-    x = np.array(zs.reshape(n, c * d, 5), np.float64)
+    x = np.array(zs.reshape(n, c * d, zs.shape[-1]), np.float64)
     x[..., 4] = np.abs(x[..., 4])  # the draws of the folded target
     assign = np.repeat(chain_mode, d, axis=1)
     lw = np.log(np.maximum(w_draw, 1e-300))

@@ -36,7 +36,8 @@ def nuts_one_star(
     """NumPyro ``MCMC(NUTS)`` on one star (the reference path; slow per star).
 
     Returns the :class:`numpyro.infer.MCMC` object (``get_samples()`` holds ``z`` and the
-    deterministic physical sites of :data:`PARAMS`).
+    deterministic physical sites of ``post.params``: :data:`PARAMS`, and ``xi`` for a
+    two-component model).
     """
     import jax
     import jax.numpy as jnp
@@ -68,13 +69,15 @@ def _ids(catalog):
     return np.arange(len(catalog), dtype=np.int64)
 
 
-def _table(cols, catalog, rows):
+def _table(cols, catalog, rows, params=PARAMS):
+    """The output table of ``rows`` from the engine's columns, with the summaries of
+    ``params`` (the posterior's :attr:`~Posterior.params`)."""
     from astropy.table import Table
 
     t = Table()
     t["source_id"] = np.asarray(catalog.source_id)[rows]
     t["row"] = np.asarray(rows, np.int64)
-    for p in PARAMS:
+    for p in params:
         for tag in ("p16", "p50", "p84"):
             t[f"{p}_{tag}"] = cols[f"{p}_{tag}"]
     for name in (
@@ -98,13 +101,15 @@ def infer_catalog(model, catalog, config: InferConfig | None = None, *, theta_de
     """Posterior summaries for every star of ``catalog``, in input order (astropy Table).
 
     Columns: ``source_id``, ``row``, ``<p>_p16/_p50/_p84`` for p in teff, logg, feh, mu,
-    dist_pc, ebv; ``rhat_max`` (NaN for PSIS stars: independent draws), ``ess_min``,
-    ``n_divergent``, ``pareto_k``, ``n_modes``, ``mode_weight_2``, ``chi2_dof``,
-    ``validity`` (training density at the MAP), ``converged`` (met the ESS/R̂ or PSIS
-    bar; every star that did not is flagged ``multimodal`` or ``not_converged``),
-    ``method`` (psis, hmc, hmc_long, nuts, nuts_more: the tier whose draws stand, with
-    ``+psis`` where a PSIS round on its chains met the bar) and ``flags`` (comma-separated, see
-    :data:`FLAGS`).
+    dist_pc, ebv (and xi, the weight of the second extinction component, for a
+    two-component model, K = 2); ``rhat_max`` (NaN for PSIS stars: independent draws),
+    ``ess_min``, ``n_divergent``, ``pareto_k``, ``n_modes``, ``mode_weight_2``,
+    ``chi2_dof``, ``validity`` (training density at the MAP), ``converged`` (met the
+    ESS/R̂ or PSIS bar; every star that did not is flagged ``multimodal`` or
+    ``not_converged``), ``method`` (psis, hmc, hmc_long, nuts, nuts_more: the tier whose
+    draws stand, with ``+psis`` where a PSIS round on its chains met the bar) and
+    ``flags`` (comma-separated, see :data:`FLAGS`; ``xi_prior_dominated`` where ξ's
+    posterior s.d. exceeds 1/√2, its N(0, 1) prior's over √2: :data:`XI_PRIOR_SD`).
     """
     from astropy.table import vstack
 
@@ -116,7 +121,7 @@ def infer_catalog(model, catalog, config: InferConfig | None = None, *, theta_de
     for s in range(0, max(len(catalog), 1), config.batch_size):  # an empty catalog: 0 rows
         rows = np.arange(s, min(s + config.batch_size, len(catalog)))
         cols = infer_arrays(post, stars.take(rows), ids[rows], config, [flags[r] for r in rows])
-        parts.append(_table(cols, catalog, rows))
+        parts.append(_table(cols, catalog, rows, post.params))
     return vstack(parts)
 
 
@@ -173,9 +178,10 @@ def run_inference(
         )
         cols, draws = res if idata_dir else (res, None)
         with atomic_path(parts / f"chunk_{k:05d}.parquet") as tmp:
-            _table(cols, catalog, rows).write(tmp, format="parquet", overwrite=True)
+            _table(cols, catalog, rows, post.params).write(tmp, format="parquet", overwrite=True)
         if idata_dir:
-            _write_idata(draws, catalog, rows, Path(idata_dir) / f"chunk_{k:05d}.nc")
+            path = Path(idata_dir) / f"chunk_{k:05d}.nc"
+            _write_idata(draws, catalog, rows, path, post.params)
         manifest["done"] = sorted(set(manifest["done"]) | {k})
         with atomic_path(manifest_path) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
@@ -187,14 +193,14 @@ def run_inference(
     return table
 
 
-def _write_idata(draws, catalog, rows, path: Path):
+def _write_idata(draws, catalog, rows, path: Path, params=PARAMS):
     import arviz as az
 
-    post = {p: draws[None, :, :, j].transpose(0, 2, 1) for j, p in enumerate(PARAMS)}
+    post = {p: draws[None, :, :, j].transpose(0, 2, 1) for j, p in enumerate(params)}
     idata = az.from_dict(
         posterior=post,
         coords={"star": np.asarray(catalog.source_id)[rows]},
-        dims={p: ["star"] for p in PARAMS},
+        dims={p: ["star"] for p in params},
     )
     with atomic_path(path) as tmp:
         idata.to_netcdf(str(tmp))

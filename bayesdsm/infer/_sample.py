@@ -38,21 +38,22 @@ __all__ = [
 
 
 def _mixture_log_q(x, z, inv_scale, log_prop, log_assign, nu, group=8):
-    """ln q(x) (n,) of the folded t_ν mixture (components z (K, 5), inv_scale (K, 5, 5),
+    """ln q(x) (n,) of the folded t_ν mixture (components z (K, D), inv_scale (K, D, D),
     ln weights log_prop (K,), −inf = unused) and each draw's most probable component
     under the weights log_assign (n,).
 
     Summed in the linear domain: each component's weight × |L_k| is scaled by the
-    largest one up front, so the kernel (1 + u²/ν)^(−(ν+5)/2), an integer power for odd
-    ν, needs no exp or log per draw and component; one log per draw remains (a draw
+    largest one up front, so the kernel (1 + u²/ν)^(−(ν+D)/2), an integer power for
+    odd ν + D, needs no exp or log per draw and component; one log per draw remains (a draw
     lies within its own component, so the sum cannot underflow). A scan over groups of
-    ``group`` components keeps memory at O(n · group), each step one (n, 5) × (5, 5·group)
-    matmul; the mirror draw (e → −e) needs no second matmul: its whitened offset is
-    u − 2 x_e L[:, e]. Measured (8 stars × 16,384 draws, 70 components, this function
-    alone): 2.3× faster than one component per scan step in the log domain; the whole
-    round, with the inverse-CDF component draws: ``benchmarks/bench_kernel_round.py``.
+    ``group`` components keeps memory at O(n · group), each step one (n, D) × (D, D·group)
+    matmul (D = 5, or 6 with ξ); the mirror draw (e → −e) needs no second matmul: its
+    whitened offset is u − 2 x_e L[:, e]. Measured (8 stars × 16,384 draws, 70
+    components, this function alone): 2.3× faster than one component per scan step in
+    the log domain; the whole round, with the inverse-CDF component draws:
+    ``benchmarks/bench_kernel_round.py``.
     """
-    d = 5
+    d = x.shape[-1]
     power = -(nu + d) / 2.0
     k_all = z.shape[0]
     g = min(group, k_all)
@@ -86,7 +87,7 @@ def _mixture_log_q(x, z, inv_scale, log_prop, log_assign, nu, group=8):
 
     def body(carry, comp):
         acc, best, best_i = carry
-        ik, ck, wqk, wak, k0 = comp  # (g, 5, 5), (g, 5), (g,), (g,), ()
+        ik, ck, wqk, wak, k0 = comp  # (g, D, D), (g, D), (g,), (g,), ()
         u = (x @ ik.transpose(2, 0, 1).reshape(d, g * d)).reshape(n, g, d) - ck[None]
         um = u - 2.0 * x[:, 4, None, None] * ik[None, :, :, 4]
         base = kern(u) + kern(um)  # (n, g)
@@ -119,7 +120,7 @@ def _is_one(post, star, z, inv_scale, scale, log_w, key, n, nu, mix):
     u = jax.random.uniform(k1, (n,), cdf.dtype) * cdf[-1]
     comp = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), z.shape[0] - 1)
     comp = jnp.where(valid[comp], comp, jnp.argmax(log_prop))  # never an unused one
-    y = jax.random.normal(k2, (n, 5), z.dtype)
+    y = jax.random.normal(k2, (n, z.shape[-1]), z.dtype)
     # χ²_ν as a sum of ν squared normals: exact for integer ν, and 2× faster on CPU than
     # jax.random.gamma's rejection loop under vmap (measured, 2048 × 1024 draws)
     g = jnp.sum(jax.random.normal(k3, (n, int(nu)), z.dtype) ** 2, axis=1)
@@ -143,9 +144,10 @@ def importance_sample(
     nu: float = 7.0,
     mix: float = 0.3,
 ):
-    """Draws z (N, n, 5), log weights (N, n), mode assignments (N, n) and physical
-    parameters (N, n, 6) per star (``post.log_prob_and_physical``: one emulator
-    evaluation per draw gives both ln p and the physical values).
+    """Draws z (N, n, D), log weights (N, n), mode assignments (N, n) and physical
+    parameters (N, n, P) per star (D = ``post.ndim``, P = ``len(post.params)``;
+    ``post.log_prob_and_physical``: one emulator evaluation per draw gives both ln p and
+    the physical values).
 
     Draws are folded onto e ≥ 0 and weighted with the folded proposal density. The
     proposal is a mixture over the valid modes of multivariate t_ν(z_k, Σ_k), weights
@@ -160,8 +162,9 @@ def importance_sample(
 
 @jax.jit
 def physical_draws(post: Posterior, z):
-    """:meth:`Posterior.physical` (..., 6) over any leading axes of z (..., 5), jitted."""
-    return jax.vmap(post.physical)(z.reshape(-1, 5)).reshape(z.shape[:-1] + (6,))
+    """:meth:`Posterior.physical` (..., P) over any leading axes of z (..., D), jitted."""
+    phys = jax.vmap(post.physical)(z.reshape(-1, z.shape[-1]))
+    return phys.reshape(z.shape[:-1] + phys.shape[-1:])
 
 
 def _gpd_fit(x):
@@ -233,7 +236,7 @@ def refit_proposal(modes, x, log_w, assign, *, inflate=1.5, min_ess=20.0, ridge=
 
     Args:
         modes: :class:`~bayesdsm.infer.LaplaceModes` (N stars, K slots).
-        x: (N, S, 5) folded draws; log_w: (N, S) normalised log weights (from :func:`psis`);
+        x: (N, S, D) folded draws; log_w: (N, S) normalised log weights (from :func:`psis`);
         assign: (N, S) mode slot of each draw.
     Returns:
         :class:`~bayesdsm.infer.LaplaceModes` (NumPy arrays) with the refitted ``z``,
@@ -246,7 +249,8 @@ def refit_proposal(modes, x, log_w, assign, *, inflate=1.5, min_ess=20.0, ridge=
     valid = np.asarray(modes.valid)
     lap_cov = msc @ np.swapaxes(msc, -1, -2)
     z, sc, lw_new = mz.copy(), msc.copy(), np.full(valid.shape, -np.inf)
-    mirror = x * np.array([1.0, 1, 1, 1, -1])
+    d = x.shape[-1]
+    mirror = x * np.where(np.arange(d) == 4, -1.0, 1.0)  # e → −e
     for k in range(mz.shape[1]):
         wk = w * (assign == k)
         mass = wk.sum(1)
@@ -258,7 +262,7 @@ def refit_proposal(modes, x, log_w, assign, *, inflate=1.5, min_ess=20.0, ridge=
         dx = xs - mean[:, None]
         cov = inflate * np.einsum("ns,nsd,nse->nde", ws, dx, dx) + ridge * lap_cov[:, k]
         use = valid[:, k] & (ess >= min_ess) & np.all(np.isfinite(cov), (1, 2))
-        chol = np.linalg.cholesky(np.where(use[:, None, None], cov, np.eye(5)))
+        chol = np.linalg.cholesky(np.where(use[:, None, None], cov, np.eye(d)))
         z[:, k] = np.where(use[:, None], mean, mz[:, k])
         sc[:, k] = np.where(use[:, None, None], chol, msc[:, k])
         lw_new[:, k] = np.where(valid[:, k], np.log(np.maximum(mass, 1e-12)), -np.inf)
@@ -282,7 +286,7 @@ def kernel_proposal(
     (systematic resampling with a fixed offset, so a star's proposal depends on its own
     draws only), where Σ_k is the refitted covariance of the draw's mode (see
     :func:`refit_proposal`) and h = (4 / (d + 2))^(1/(d+4)) J^(−1/(d+4)) is Silverman's
-    bandwidth for d = 5 dimensions and J kernels. The moment-matched components of
+    bandwidth for d dimensions (5, or 6 with ξ) and J kernels. The moment-matched components of
     :func:`refit_proposal`, widened ``widen`` times, keep total weight ``defensive``, so
     the proposal's tails are heavier than the target's (Hesterberg 1995).
 
@@ -299,10 +303,11 @@ def kernel_proposal(
     u = (np.arange(n_kernels) + 0.5) / n_kernels
     pick = np.stack([np.searchsorted(c, u * c[-1]) for c in cw]).clip(0, w.shape[1] - 1)
     slot = np.take_along_axis(np.asarray(assign), pick, 1)  # (N, J)
-    h = (4.0 / 7.0) ** (1.0 / 9.0) * n_kernels ** (-1.0 / 9.0)
+    d = np.asarray(x).shape[-1]
+    h = (4.0 / (d + 2)) ** (1.0 / (d + 4)) * n_kernels ** (-1.0 / (d + 4))
     bscale = np.asarray(base.scale, np.float64) / np.sqrt(inflate)
     rows = np.arange(n_stars)[:, None]
-    ksc = h * bscale[rows, slot]  # (N, J, 5, 5)
+    ksc = h * bscale[rows, slot]  # (N, J, D, D)
     dtype = np.asarray(modes.z).dtype
     lw_base = np.asarray(base.log_weight, np.float64) + np.log(defensive)
     lw_kern = np.full((n_stars, n_kernels), np.log((1.0 - defensive) / n_kernels))
@@ -340,7 +345,7 @@ def _hmc_chain(post, star, zc, scale, key, n_warmup, n_samples, n_leap, eps_max,
     def transition(state, key, eps):
         x, lp, g = state
         k1, k2 = jax.random.split(key)
-        p = jax.random.normal(k1, (5,), dtype)
+        p = jax.random.normal(k1, zc.shape, dtype)
         xn, pn, gn, lpn = _leapfrog(logp_grad, x, p, g, eps, n_leap)
         h0 = -lp + 0.5 * jnp.sum(p**2)
         h1 = -lpn + 0.5 * jnp.sum(pn**2)
@@ -351,7 +356,7 @@ def _hmc_chain(post, star, zc, scale, key, n_warmup, n_samples, n_leap, eps_max,
         return new, acc, dh > 1000.0
 
     k0, kw, ks = jax.random.split(key, 3)
-    x0 = 0.3 * jax.random.normal(k0, (5,), dtype)
+    x0 = 0.3 * jax.random.normal(k0, zc.shape, dtype)
     lp0, g0 = logp_grad(x0)
     state = (x0, lp0, g0)
     t0, gamma, kappa = 10.0, 0.05, 0.75
@@ -399,10 +404,10 @@ def whitened_hmc(
     """Fixed-length whitened HMC for (N stars × C chains).
 
     Args:
-        stars: N stars; zc (N, C, 5) and scale (N, C, 5, 5): each chain's mode and
-            whitening; keys (N, C) PRNG keys.
+        stars: N stars; zc (N, C, D) and scale (N, C, D, D): each chain's mode and
+            whitening (D = :attr:`Posterior.ndim`); keys (N, C) PRNG keys.
     Returns:
-        z draws (N, C, n_samples, 5), mean acceptance (N, C), divergences (N, C),
+        z draws (N, C, n_samples, D), mean acceptance (N, C), divergences (N, C),
         step size (N, C).
     """
 
@@ -436,7 +441,7 @@ def whitened_nuts(
 
     def per_chain(star, zc, sc, key):
         k0, k1 = jax.random.split(key)
-        x0 = 0.3 * jax.random.normal(k0, (5,), zc.dtype)
+        x0 = 0.3 * jax.random.normal(k0, zc.shape, zc.dtype)
         state = init_kernel(
             x0,
             n_warmup,

@@ -14,12 +14,16 @@ may change or go away in any release; use :mod:`bayesdsm.infer` instead.
 * :func:`mixture_log_q`: the folded Student-t mixture density of the proposals.
 * :func:`compiled_programs`: the engine's jitted programs (to count compilations).
 * :func:`recording_importance_rounds`: records every PSIS-tier round.
+* :func:`with_variation`: a two-component (K = 2) copy of a one-component emulator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
+
+import numpy as np
 
 from bayesdsm.infer import _psis
 from bayesdsm.infer._laplace import _groups as mode_groups
@@ -43,6 +47,8 @@ __all__ = [
     "mixture_log_q",
     "compiled_programs",
     "recording_importance_rounds",
+    "variation_bias",
+    "with_variation",
 ]
 
 
@@ -74,3 +80,32 @@ def recording_importance_rounds() -> Iterator[list]:
         yield records
     finally:
         _psis.is_round = original
+
+
+def variation_bias(n_bands: int, amplitude: float = 0.3) -> np.ndarray:
+    """(n_bands,) a smooth R₁ with both signs: ``amplitude`` · cos(π t), t = 0 .. 1 from
+    the first band to the last (for 13 bands: 0.30, 0.29, 0.26, ..., −0.26, −0.29, −0.30;
+    the middle band's is 0)."""
+    return amplitude * np.cos(np.pi * np.linspace(0.0, 1.0, n_bands))
+
+
+def with_variation(emu, r1_bias=None, r1_kernel=None):
+    """A two-component (K = 2) copy of the one-component emulator ``emu``: the same
+    stellar and extinction layers, and R₁(θ) = ``r1_kernel`` θ_n + ``r1_bias``.
+
+    Args:
+        emu: an :class:`~bayesdsm.emulator.Emulator` with K = 1.
+        r1_bias: (n_bands,), default :func:`variation_bias`.
+        r1_kernel: (n_bands, 3), default 0.1 × ``r1_bias`` in the log g column (R₁ varies
+            with θ, as a trained one does).
+    """
+    from bayesdsm.emulator import emulator_arrays, emulator_from_arrays
+
+    dtype = np.asarray(emu.normalizer.std).dtype
+    bias = variation_bias(emu.n_bands) if r1_bias is None else np.asarray(r1_bias, np.float64)
+    if r1_kernel is None:
+        r1_kernel = np.zeros((emu.n_bands, 3))
+        r1_kernel[:, 1] = 0.1 * bias
+    arrays = dict(emulator_arrays(emu), R1_bias=bias, R1_kernel=np.asarray(r1_kernel))
+    config = dataclasses.replace(emu.config, n_components=2)
+    return emulator_from_arrays(config, arrays, dtype)
