@@ -83,15 +83,16 @@ def recording_importance_rounds() -> Iterator[list]:
 
 
 def variation_bias(n_bands: int, amplitude: float = 0.3) -> np.ndarray:
-    """(n_bands,) a smooth R₁ with both signs: ``amplitude`` · cos(π t), t = 0 .. 1 from
-    the first band to the last (for 13 bands: 0.30, 0.29, 0.26, ..., −0.26, −0.29, −0.30;
-    the middle band's is 0)."""
+    """(n_bands,) a smooth relative variation ρ with both signs: ``amplitude`` · cos(π t),
+    t = 0 .. 1 from the first band to the last (for 13 bands: 0.30, 0.29, 0.26, ...,
+    −0.26, −0.29, −0.30; the middle band's is 0); R₁ = R ρ."""
     return amplitude * np.cos(np.pi * np.linspace(0.0, 1.0, n_bands))
 
 
 def with_variation(emu, r1_bias=None, r1_kernel=None):
     """A two-component (K = 2) copy of the one-component emulator ``emu``: the same
-    stellar and extinction layers, and R₁(θ) = ``r1_kernel`` θ_n + ``r1_bias``.
+    stellar and extinction layers, and R₁(θ) = R(θ) (``r1_kernel`` θ_n + ``r1_bias``)
+    (:func:`bayesdsm.emulator.extinction_variation`).
 
     Args:
         emu: an :class:`~bayesdsm.emulator.Emulator` with K = 1.
