@@ -9,7 +9,7 @@ p-values, the tiers used and the flags, from 2,000 equal-weight draws per star (
 
 With ``--components 1,2`` the same truth (θ, μ, E) is also observed through a
 two-component extinction model (K = 2, issue 20): the released model with a second
-component R₁ (:func:`bayesdsm.infer.testing.with_variation`, ±``--r1-amplitude`` mag;
+component R₁ = R ρ (:func:`bayesdsm.infer.testing.with_variation`, |ρ| ≤ ``--r1-amplitude``;
 or the K = 2 model file ``--model``) and ξ ~ N(0, 1) per star, whose coverage is
 reported too. One JSON object is printed per K, each with the engine's throughput:
 ``stars_per_s`` and ``stars_per_cpu_s`` (the timed run, compilation included) and, with
@@ -177,7 +177,7 @@ def main(argv=None):
         "--r1-amplitude",
         type=float,
         default=0.3,
-        help="without --model: K = 2's R₁ is this × cos(π t) over the bands [mag]",
+        help="without --model: K = 2's R₁ is R × this × cos(π t) over the bands (relative)",
     )
     ap.add_argument(
         "--second-pass", action="store_true", help="time the same stars again, all compiled"
