@@ -7,7 +7,11 @@ Sample sites are the emulator's weights (names from
   λ_s Σ w² per star on the stellar network's hidden kernels (released: λ_s = 1e-4);
 * ``R_kernel`` ~ Laplace(0, b_r) with b_r = 1 / (N λ_r): the L1 penalty λ_r Σ |w| per star
   on the extinction kernel (λ_r = 1e-2); with K = 2 the variation's ``R1_kernel`` too;
-* biases and the output kernel: flat (improper) priors, as in the released model.
+* ``R1_bias`` (K = 2): Normal(0, ``variation_scale``): at the median θ (θ_n = 0) it is
+  ρ = R₁/R, the extinction curve's relative change per unit σ of ξ (F99 with
+  σ(R(V)) = 0.18 gives |ρ| ≈ 0.06 in every band), so that directions the data barely
+  constrain stay near zero instead of taking up misfit;
+* the other biases and the output kernel: flat (improper) priors, as in the released model.
 
 The likelihood term is ``factor(-χ²_n / n_bands)`` for each star n, with the covariance
 frozen for the iteration (:func:`bayesdsm.likelihood.chi2_whitened`). So
@@ -62,6 +66,7 @@ class RegularizationConfig:
             (a distance bias) or an A ∝ E² R (a rescaling of E), which the photometry
             alone cannot tell from curvature, costs c ∝ 1/R or 1/R² in the narrow
             infrared bands, which the prior forbids.
+        variation_scale: the prior width of ρ = R₁/R per band at the median θ (K = 2).
     """
 
     l2_stellar: float = 1e-4
@@ -69,6 +74,7 @@ class RegularizationConfig:
     n_bands_norm: int | None = None
     fit_curvature: bool = False
     curvature_scale: float = 0.1
+    variation_scale: float = 0.1
 
 
 def weight_priors(template: Emulator, n_total: int, reg: RegularizationConfig, scale=1.0):
@@ -83,6 +89,8 @@ def weight_priors(template: Emulator, n_total: int, reg: RegularizationConfig, s
             priors[name] = dist.Normal(jnp.zeros(shape, arr.dtype), sigma).to_event(len(shape))
         elif name == "R_curvature":
             priors[name] = dist.Normal(jnp.zeros(shape, arr.dtype), reg.curvature_scale).to_event(1)
+        elif name == "R1_bias":
+            priors[name] = dist.Normal(jnp.zeros(shape, arr.dtype), reg.variation_scale).to_event(1)
         elif name in ("R_kernel", "R1_kernel") and reg.l1_extinction > 0:
             b = 1.0 / (n_total * reg.l1_extinction * scale)
             priors[name] = dist.Laplace(jnp.zeros(shape, arr.dtype), b).to_event(len(shape))

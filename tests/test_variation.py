@@ -407,3 +407,20 @@ def eqx_k1(emu):
     """The same emulator without its second component (K = 1)."""
     arrays = {k: v for k, v in emulator_arrays(emu).items() if not k.startswith("R1_")}
     return emulator_from_arrays(dataclasses.replace(emu.config, n_components=1), arrays)
+
+
+def test_weight_priors_of_the_second_component(key):
+    """R₁'s kernel is L1-penalised like R's; its bias (ρ at the median θ) has the prior
+    N(0, variation_scale²); K = 1 has neither site."""
+    from bayesdsm.emulator_model import RegularizationConfig, weight_priors
+
+    reg = RegularizationConfig(l1_extinction=1e-2, variation_scale=0.1)
+    pri = weight_priors(k2_emulator(key, jnp.float32), 1000, reg)
+    b = np.array([0.0, 0.1, -0.2] + [0.0] * 10, np.float32)
+    want = -0.5 * np.sum((b / 0.1) ** 2) - 13 * np.log(0.1 * np.sqrt(2 * np.pi))
+    assert float(pri["R1_bias"].log_prob(jnp.asarray(b))) == pytest.approx(want, rel=1e-5)
+    w = np.zeros((13, 3), np.float32)
+    w[0, 0] = 0.5
+    lap = pri["R1_kernel"].log_prob(jnp.asarray(w)) - pri["R1_kernel"].log_prob(jnp.zeros((13, 3)))
+    assert float(lap) == pytest.approx(-0.5 * 1000 * 1e-2, rel=1e-5)
+    assert not any(k.startswith("R1_") for k in weight_priors(init_emulator(key), 1000, reg))
