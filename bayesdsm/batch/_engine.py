@@ -64,9 +64,10 @@ def engine_config(config=None, seed: int = 0):
     return dataclasses.replace(cfg, seed=int(seed)), keep
 
 
-def engine_columns() -> list[tuple[str, str]]:
+def engine_columns(params=None) -> list[tuple[str, str]]:
     """(name, NumPy dtype) of the columns :func:`~bayesdsm.infer.infer_arrays` returns, in
-    its order (``method`` and ``flags`` as strings).
+    its order (``method`` and ``flags`` as strings), for the posterior's ``params``
+    (default :data:`~bayesdsm.infer.PARAMS`; with K = 2 ``Posterior.params`` adds ξ).
 
     An empty partition never reaches the engine, so it gets these columns with zero rows:
     every result file has the same schema. ``tests/test_batch.py`` compares them with a
@@ -74,7 +75,8 @@ def engine_columns() -> list[tuple[str, str]]:
     """
     from bayesdsm.infer import PARAMS
 
-    cols = [(f"{p}_{q}", "f8") for p in PARAMS for q in ("p16", "p50", "p84")]
+    params = PARAMS if params is None else params
+    cols = [(f"{p}_{q}", "f8") for p in params for q in ("p16", "p50", "p84")]
     cols += [(name, "f8") for name in ("rhat_max", "ess_min")]
     cols += [("n_divergent", "i8"), ("pareto_k", "f8"), ("n_modes", "i8")]
     cols += [(name, "f8") for name in ("mode_weight_2", "chi2_dof", "validity")]
@@ -123,10 +125,11 @@ def infer_partition(model, catalog, config=None, seed: int = 0):
     """
     from astropy.table import Table
 
-    from bayesdsm.infer import PARAMS, infer_arrays, star_arrays
+    from bayesdsm.infer import infer_arrays, star_arrays
 
     cfg, keep = engine_config(config, seed)
     post = _posterior(model, cfg)
+    params = post.params  # ξ too with K = 2
     stars, flags = star_arrays(catalog, cfg, getattr(post.emulator, "bands", None))
     ids = star_ids(catalog.source_id)
     n, bs = len(ids), int(cfg.batch_size)
@@ -143,14 +146,14 @@ def infer_partition(model, catalog, config=None, seed: int = 0):
         if keep:
             draws.append(np.asarray(d))
     if not cols:  # an empty partition: the engine's columns with zero rows
-        cols = {name: [np.zeros(0, dtype)] for name, dtype in engine_columns()}
+        cols = {name: [np.zeros(0, dtype)] for name, dtype in engine_columns(params)}
     t = Table()
     t["source_id"] = np.asarray(catalog.source_id)
     for name, parts in cols.items():
         col = np.concatenate(parts)
         t[name] = col.astype(str) if col.dtype == object else col
     if keep:
-        d = np.concatenate(draws) if draws else np.zeros((0, keep, len(PARAMS)))
-        for j, p in enumerate(PARAMS):
+        d = np.concatenate(draws) if draws else np.zeros((0, keep, len(params)))
+        for j, p in enumerate(params):
             t[f"{p}_draws"] = d[:, :, j]
     return t

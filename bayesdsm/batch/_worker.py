@@ -61,6 +61,8 @@ def _emulator_bytes(emu) -> bytes:
     arrays = {k: np.asarray(v) for k, v in emulator_arrays(emu).items()}
     cfg = emu.config
     header = {"bands": list(cfg.bands), "hidden": list(cfg.hidden), "activation": cfg.activation}
+    if cfg.n_components != 1:  # K = 1 payloads (and their run identities) as before
+        header["n_components"] = cfg.n_components
     np.savez(buf, __config__=np.array(json.dumps(header)), **arrays)
     return buf.getvalue()
 

@@ -254,6 +254,28 @@ def test_empty_partition_has_the_engines_schema(emulator, survey, tmp_path):
     assert len(run.results.compute()) == PER_PART  # the two files concatenate
 
 
+def test_empty_partition_of_a_k2_model_has_the_engines_schema(emulator, survey, tmp_path):
+    """K = 2 (issue 20): ξ's summaries and draws in every partition, an empty one too."""
+    import pyarrow.parquet as pq
+
+    from bayesdsm.infer.testing import variation_bias, with_variation
+
+    emu2 = with_variation(emulator, r1_bias=variation_bias(emulator.n_bands, 0.1))
+    src = tmp_path / "cat"
+    src.mkdir()
+    write_catalog(survey.subset(np.arange(20)), src / "part-00000.parquet")
+    write_catalog(survey.subset(np.arange(0)), src / "part-00001.parquet")
+    run = _run(src, tmp_path / "out", model=emu2, config=REAL)
+    assert (run.summary.n_done, run.summary.n_failed, run.summary.n_stars) == (2, 0, 20)
+    full, empty = (
+        pq.read_schema(tmp_path / "out" / "partitions" / f"part-0000{i}.parquet").remove_metadata()
+        for i in (0, 1)
+    )
+    assert {"xi_p16", "xi_p50", "xi_p84", "xi_draws"} <= set(full.names)
+    assert empty.equals(full), f"{empty}\n!=\n{full}"
+    assert np.all(np.isfinite(run.results.compute()["xi_p50"]))
+
+
 @pytest.mark.slow
 def test_local_cluster_matches_single_process_20_partitions(
     emulator, catalog_dir, client, tmp_path
