@@ -49,6 +49,8 @@ from bayesdsm.likelihood import (
 __all__ = [
     "StarDiagnostics",
     "BinnedPercentiles",
+    "finite_percentiles",
+    "summary_number",
     "default_colour_pairs",
     "colour_label",
     "align_catalog",
@@ -424,6 +426,19 @@ def validity_trends(
 
 # ----------------------------------------------------------------------------------------
 # R(θ) (Figs. 10-11)
+
+
+def finite_percentiles(x, q=(16.0, 50.0, 84.0)) -> np.ndarray:
+    """Percentiles of the finite values of x; NaN (without a warning) if there are none."""
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    return np.percentile(x, q) if x.size else np.full(len(q), np.nan)
+
+
+def summary_number(x):
+    """x to 4 significant digits as a float for summary.json; None if missing or not
+    finite."""
+    return None if x is None or not np.isfinite(x) else float(f"{float(x):.4g}")
 
 
 def mean_theta(theta) -> np.ndarray:

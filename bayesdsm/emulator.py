@@ -252,9 +252,9 @@ def absolute_magnitudes(emu: Emulator, theta):
     return jnp.asarray(b_matrix_inverse(emu.n_bands), bm.dtype) @ bm
 
 
-def extinction_variation(emu: Emulator, theta):
+def extinction_variation(emu: Emulator, theta, R=None):
     """R₁(θ) = R(θ) ρ(θ) (n_bands,) for one star: the second extinction component
-    (K = 2), ρ = W₁ θ_n + b₁ its relative size per band.
+    (K = 2), ρ = W₁ θ_n + b₁ its relative size per band; ``R`` = R(θ) if already computed.
 
     Raises:
         ConfigError: the emulator has one component (K = 1).
@@ -262,7 +262,7 @@ def extinction_variation(emu: Emulator, theta):
     if emu.variation is None:
         raise ConfigError("this emulator has one extinction component (K = 1): no R₁")
     theta_n = emu.normalizer(theta)
-    return emu.extinction(theta_n) * emu.variation(theta_n)
+    return (emu.extinction(theta_n) if R is None else R) * emu.variation(theta_n)
 
 
 def reddening(emu: Emulator, R, ebv):
@@ -279,7 +279,8 @@ def reddening(emu: Emulator, R, ebv):
 
 def extinction_vector(emu: Emulator, theta, xi):
     """R₀(θ) + ξ R₁(θ) (n_bands,) for one star: the star's extinction vector (K = 2)."""
-    return emu(theta)[1] + xi * extinction_variation(emu, theta)
+    R = emu(theta)[1]
+    return R + xi * extinction_variation(emu, theta, R)
 
 
 def predict_magnitudes(emu: Emulator, theta, ebv):

@@ -377,7 +377,7 @@ def predict_table(
         def one(em, t, ee):
             bm, r = em(t)
             red = predict_colours(em, t, ee) if e is not None else bm
-            r1 = extinction_variation(em, t) if em.n_components == 2 else r[:0]
+            r1 = extinction_variation(em, t, r) if em.n_components == 2 else r[:0]
             return bm, r, red, r1
 
         fn = jax.jit(lambda a: batched(one)(emu_f64, a[0], a[1]))

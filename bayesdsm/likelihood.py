@@ -403,9 +403,10 @@ def variation_direction(emu: Emulator, theta, ebv, R=None):
     ξ ~ N(0, 1) is the star's coefficient of R₁ (A = E (R + ξ R₁) + the curvature);
     ``R`` = R(θ) if already computed.
     """
-    R = emu(theta)[1] if R is None else R
+    R = emu.extinction(emu.normalizer(theta)) if R is None else R
     e = jnp.maximum(ebv, 0.0)
-    return e * extinction_variation(emu, theta) * (1.0 + 2.0 * emu.extinction.curvature * e * R)
+    r1 = extinction_variation(emu, theta, R)
+    return e * r1 * (1.0 + 2.0 * emu.extinction.curvature * e * R)
 
 
 def extinction_posterior(emu: Emulator, star: StarData, prior_mean, prior_err):

@@ -335,16 +335,16 @@ def load_model(path, dtype=None) -> StellarModel:
 def _emulator(path, e: dict, arrays: dict, dtype) -> Emulator:
     """The emulator of a file's header ``e`` and arrays; refuses an unsupported K or an
     array of the wrong shape with a :class:`~bayesdsm.errors.ModelFileError`."""
-    k = e.get("n_components", 1)  # files before K existed have one component
-    if k not in (1, 2):
+    n_comp = e.get("n_components", 1)  # files before K existed have one component
+    if n_comp not in (1, 2):
         raise ModelFileError(
-            f"{path}: the model has n_components={k!r} extinction components; this "
+            f"{path}: the model has n_components={n_comp!r} extinction components; this "
             "bayesdsm reads K = 1 or 2. Upgrade bayesdsm, or refit with n_components ≤ 2"
         )
     emu_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("emulator/")}
     try:
         config = EmulatorConfig(bands=tuple(e["bands"]), hidden=tuple(e["hidden"]),
-                                activation=e["activation"], n_components=k)  # fmt: skip
+                                activation=e["activation"], n_components=n_comp)  # fmt: skip
         if dtype is None:
             return _numpy_emulator(config, emu_arrays)
         return emulator_from_arrays(config, emu_arrays, dtype)

@@ -102,18 +102,19 @@ def plot_slopes_across_xi(
 
 
 def _binned(x, y, n_bins: int = 12, min_count: int = 10):
-    """(centres, (K, 3) 16/50/84% of y in quantile bins of x; NaN below ``min_count``)."""
+    """(centres, (K, 3) 16/50/84% of y in quantile bins of x; NaN below ``min_count``),
+    by :func:`bayesdsm.diagnostics.binned_percentiles` (the top edge nudged up so that
+    the largest x falls in the last bin)."""
+    from bayesdsm.diagnostics import binned_percentiles
+
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     if x.size < min_count:
         return np.zeros(0), np.zeros((0, 3))
     edges = np.unique(np.percentile(x, np.linspace(0, 100, n_bins + 1)))
-    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
-    vals = np.full((len(edges) - 1, 3), np.nan)
-    for k in range(len(edges) - 1):
-        if (idx == k).sum() >= min_count:
-            vals[k] = np.percentile(y[idx == k], [16, 50, 84])
-    return 0.5 * (edges[1:] + edges[:-1]), vals
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    edges[-1] = np.nextafter(edges[-1], np.inf)
+    return centres, binned_percentiles(x, y, edges, min_count=min_count).values
 
 
 def plot_xi_vs_e(e, xi, truth: Mapping | None = None):

@@ -98,15 +98,8 @@ def resolve_model(model) -> tuple[Emulator, Any, Any, str]:
     return m.emulator, m.validity_grid, m.history, desc
 
 
-def _pct(x, q=(16.0, 50.0, 84.0)) -> np.ndarray:
-    """Percentiles of the finite values of x; NaN (without a warning) if there are none."""
-    x = np.asarray(x, np.float64)
-    x = x[np.isfinite(x)]
-    return np.percentile(x, q) if x.size else np.full(len(q), np.nan)
-
-
-def _fmt(x):
-    return None if x is None or not np.isfinite(x) else float(f"{float(x):.4g}")
+_pct = D.finite_percentiles
+_fmt = D.summary_number
 
 
 def _theory_ratio(band_a: str, band_b: str, teff: float):

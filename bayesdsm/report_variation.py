@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from bayesdsm.diagnostics import finite_percentiles, learned_reddening_slopes
+from bayesdsm.diagnostics import summary_number as _fmt
+
 __all__ = [
     "SIGMA_RV",
     "RV_REF",
@@ -43,10 +46,6 @@ XI_SD_PRIOR_DOMINATED = 0.9
 #: E ≥ this for the headline Pearson r of ξ̂ with the true R(V); bin edges of E.
 E_MIN_PEARSON, E_EDGES = 0.5, (0.0, 0.1, 0.25, 0.5, 1.0, np.inf)
 _MIN_STARS = 10
-
-
-def _fmt(x):
-    return None if x is None or not np.isfinite(x) else float(f"{float(x):.4g}")
 
 
 def theory_direction(bands, teff: float, *, sigma_rv: float = SIGMA_RV) -> np.ndarray:
@@ -86,8 +85,9 @@ def r1_geometry(emu, theta0, thetas=None) -> dict[str, Any]:
 
     e32 = emu.astype(jnp.float32)
     th = jnp.asarray(theta0, jnp.float32)
-    r0 = np.asarray(e32(th)[1], np.float64)
-    r1 = np.asarray(extinction_variation(e32, th), np.float64)
+    R = e32(th)[1]
+    r0 = np.asarray(R, np.float64)
+    r1 = np.asarray(extinction_variation(e32, th, R), np.float64)
     pct = None
     if thetas is not None and len(thetas):
         per = jax.jit(jax.vmap(lambda t: extinction_variation(e32, t)))
@@ -164,7 +164,6 @@ def variation_context(emu, cat, diag, ctx, *, chunk_size: int = 8192) -> dict[st
     context (``theta0``, ``cat_sub``, ``s16``; the theory reason is added to its
     ``theory_reasons`` under ``variation_R1``). ``cat`` is unused (the stars are
     ``ctx["cat_sub"]``, those of ``diag``); it keeps the report's step signature."""
-    from bayesdsm.diagnostics import learned_reddening_slopes
     from bayesdsm.passband_extinction import S16_TRIPLETS
 
     geo = r1_geometry(emu, ctx["theta0"], diag.theta)
@@ -211,7 +210,7 @@ def variation_summary(v: dict[str, Any]) -> dict[str, Any]:
         "angle_deg": _fmt(g["angle_deg"]),
         "length_ratio_learned_over_theory": _fmt(g["length_ratio"]),
         "n_stars": int(len(p["xi"])),
-        "xi_percentiles_16_50_84": [_fmt(x) for x in _pct(p["xi"])],
+        "xi_percentiles_16_50_84": [_fmt(x) for x in finite_percentiles(p["xi"])],
         "xi_sd_median": _fmt(np.median(sd)) if sd.size else None,
         "fraction_xi_sd_above_0.9": _fmt(np.mean(sd > XI_SD_PRIOR_DOMINATED)) if sd.size else None,
         "slopes_across_xi": {
@@ -221,9 +220,3 @@ def variation_summary(v: dict[str, Any]) -> dict[str, Any]:
     if v["truth"] is not None:
         out["xi_vs_true_RV"] = {"E_source": v["truth"]["E_source"], **v["truth"]["stats"]}
     return out
-
-
-def _pct(x, q=(16.0, 50.0, 84.0)) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    x = x[np.isfinite(x)]
-    return np.percentile(x, q) if x.size else np.full(len(q), np.nan)

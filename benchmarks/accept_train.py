@@ -237,15 +237,13 @@ def variation_metrics(cat, emu, test, tmean, near, R_true) -> dict:
       from the catalogue's prior, at θ̂): its mean and standard deviation, and its
       Pearson r with the true R(V) for true E ≥ 0.5 and in bins of true E.
     """
-    from bayesdsm.emulator import extinction_variation
     from bayesdsm.likelihood import extinction_posterior, stardata_from_catalog
-    from bayesdsm.variation import angle_deg, orthogonal_part, theory_variation
+    from bayesdsm.report_variation import SIGMA_RV, r1_geometry
+    from bayesdsm.variation import angle_deg, orthogonal_part
 
     bands = cat.bands
-    th = jnp.asarray(tmean, jnp.float32)
-    R0 = np.asarray(emu(th)[1], np.float64)
-    R1 = np.asarray(extinction_variation(emu, th), np.float64)
-    perp = orthogonal_part(R1, R0)
+    geo = r1_geometry(emu, tmean)
+    R1, perp = geo["R1"], geo["R1_perp"]
     out = {"R1_learned": dict(zip(bands, R1.tolist())),
            "R1_perp_learned": dict(zip(bands, perp.tolist()))}  # fmt: skip
     st = jax.tree_util.tree_map(lambda a: jnp.asarray(a[test]), stardata_from_catalog(cat))
@@ -254,10 +252,7 @@ def variation_metrics(cat, emu, test, tmean, near, R_true) -> dict:
     xi = np.asarray(xi, np.float64)
     out["xi_mean_test"], out["xi_std_test"] = float(np.mean(xi)), float(np.std(xi))
     # R₁'s orthogonal length in units of F99's per unit R(V): the σ(R(V)) it implies
-    _, d_f99 = theory_variation(bands, float(tmean[0]))
-    out["sigma_RV_implied_F99"] = float(
-        np.linalg.norm(perp) / np.linalg.norm(orthogonal_part(d_f99, R0))
-    )
+    out["sigma_RV_implied_F99"] = float(geo["length_ratio"] * SIGMA_RV)
     if f"true_dR_dRV_{bands[0]}" not in cat.extra:
         return out
     rv = np.asarray(cat.extra["true_RV"], np.float64)

@@ -28,10 +28,7 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
-SIGMA_RV = 0.18
 
 
 def log(msg: str) -> None:
@@ -39,19 +36,14 @@ def log(msg: str) -> None:
 
 
 def direction_vs_f99(emu, theta0) -> dict:
-    """The learned R₁'s part orthogonal to R₀ at θ₀ against F99's (× σ(R(V)))."""
-    from bayesdsm.emulator import extinction_variation
-    from bayesdsm.variation import angle_deg, orthogonal_part, theory_variation
+    """The learned R₁'s part orthogonal to R₀ at θ₀ against F99's (× σ(R(V)) = 0.18):
+    :func:`bayesdsm.report_variation.r1_geometry`."""
+    from bayesdsm.report_variation import r1_geometry
 
-    th = jnp.asarray(theta0, jnp.float32)
-    R0 = np.asarray(emu(th)[1], np.float64)
-    perp = orthogonal_part(np.asarray(extinction_variation(emu, th), np.float64), R0)
-    _, d = theory_variation(emu.bands, float(theta0[0]))
-    theory = orthogonal_part(d * SIGMA_RV, R0)
-    return {"R1_perp": dict(zip(emu.bands, np.round(perp, 4).tolist())),
-            "F99_perp_x0.18": dict(zip(emu.bands, np.round(theory, 4).tolist())),
-            "angle_deg": angle_deg(perp, theory),
-            "length_ratio": float(np.linalg.norm(perp) / np.linalg.norm(theory))}  # fmt: skip
+    geo = r1_geometry(emu, theta0)
+    return {"R1_perp": dict(zip(emu.bands, np.round(geo["R1_perp"], 4).tolist())),
+            "F99_perp_x0.18": dict(zip(emu.bands, np.round(geo["theory_perp"], 4).tolist())),
+            "angle_deg": geo["angle_deg"], "length_ratio": geo["length_ratio"]}  # fmt: skip
 
 
 def real(folds: int) -> dict:

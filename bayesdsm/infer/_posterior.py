@@ -135,7 +135,7 @@ class Posterior(eqx.Module):
         """The star's extinction vector R (+ ξ R₁ for K = 2) at θ, given R(θ)."""
         if not self.has_xi:
             return r
-        return r + xi * extinction_variation(self.emulator, th)
+        return r + xi * extinction_variation(self.emulator, th, r)
 
     def _parts(self, z):
         """(θ, μ, E, predicted m (B,), ξ or None) for one star."""
