@@ -39,6 +39,13 @@ def key():
     return jax.random.PRNGKey(20210107)
 
 
+@pytest.fixture
+def x64():
+    """Double precision for the test (the dense NumPy references are float64)."""
+    with jax.enable_x64(True):
+        yield
+
+
 @pytest.fixture(scope="session")
 def green2020_dir() -> Path:
     d = os.environ.get(GREEN2020_ENV)

@@ -19,12 +19,6 @@ from bayesdsm.covariance import (
 )
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def random_cov(rng, n=13, k=5, n_masked=3, infinite=(4,)):
     mask = np.ones(n)
     mask[rng.choice(np.arange(1, n), n_masked, replace=False)] = 0.0

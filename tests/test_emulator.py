@@ -26,12 +26,6 @@ from bayesdsm.errors import ConfigError, ValidityWarning
 SUN = jnp.array([5780.0, 4.44, 0.0])
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 @pytest.mark.parametrize(
     ("bands", "hidden"),
     [(("G", "BP", "RP"), (8,)), (EmulatorConfig().bands, (32, 32)), (("G", "J"), (4, 5, 6))],

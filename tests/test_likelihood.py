@@ -45,12 +45,6 @@ N_STARS = 24
 
 
 @pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-@pytest.fixture
 def setup(key, x64):
     emu = random_emulator(key, jnp.float64)
     stars = random_stars(np.random.default_rng(7), N_STARS)

@@ -55,12 +55,6 @@ def np_r1(w, theta):
 
 
 @pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-@pytest.fixture
 def setup(key, x64):
     emu = k2_emulator(key)
     stars = random_stars(np.random.default_rng(11), N_STARS)
